@@ -1,0 +1,55 @@
+# bcvk: `make demo` sets up a fresh Debian 12 machine and boots the sample
+# image; `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+VERSION := $(shell cat VERSION)
+GO ?= go
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.Version=$(VERSION)"
+BASE_IMAGE ?= localhost/bcvk-base:trixie
+RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
+SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
+NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
+
+.PHONY: all build deps images base-image runner-image sample-image demo test unit integration bench lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/bcvk ./cmd/bcvk
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/bcvk-inner ./cmd/bcvk-inner
+
+# Host packages and containers.conf (needs root; skipped when all is there).
+deps:
+	@if [ "$$(id -u)" = 0 ]; then hack/install-host-deps.sh; \
+	else command -v podman >/dev/null || { echo "podman is missing: run 'sudo make deps'" >&2; exit 1; }; fi
+
+base-image: deps
+	hack/build-base-image.sh $(BASE_IMAGE)
+
+runner-image: build base-image
+	podman build --pull=never --build-arg BASE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
+		-t $(RUNNER_IMAGE) -f Containerfile .
+
+sample-image: deps
+	hack/build-sample-image.sh $(SAMPLE_IMAGE)
+
+images: runner-image sample-image
+
+demo: images
+	bin/bcvk ephemeral run-ssh $(SAMPLE_IMAGE) -- sh -c 'uname -a; cat /etc/os-release | head -2; systemctl is-system-running'
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -short -count=1 ./...
+
+integration: images
+	BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
+		$(GO) test -count=1 -v -timeout 60m ./tests/...
+
+test: unit integration
+
+bench: images
+	hack/bench.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,57 @@
+#!/bin/bash
+# Installs what a Debian 12 host needs to build bcvk's images and run it:
+# podman (with runc), mmdebstrap from bookworm-backports, and a containers.conf
+# that works where crun or podman's default rlimits do not (see docs/environment).
+# Idempotent: safe to run again.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+	echo "install-host-deps: run as root (it installs Debian packages)" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for cmd in podman runc mmdebstrap newuidmap slirp4netns cpio; do
+	command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
+done
+
+if [ "${#need[@]}" -gt 0 ]; then
+	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	if [ "$codename" = bookworm ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/bcvk-backports.list
+	fi
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends \
+		podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns \
+		golang-github-containernetworking-plugin-dnsname containernetworking-plugins \
+		catatonit iptables cpio ca-certificates zstd xz-utils >/dev/null || \
+	apt-get install -y -qq --no-install-recommends \
+		podman runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
+		catatonit iptables cpio ca-certificates zstd xz-utils >/dev/null
+	if [ "$codename" = bookworm ]; then
+		apt-get install -y -qq --no-install-recommends -t bookworm-backports mmdebstrap >/dev/null
+	else
+		apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+	fi
+fi
+
+# crun fails on hybrid cgroup hosts and podman's default rlimits need
+# CAP_SYS_RESOURCE; a nofile limit at the hard limit also keeps virtiofsd alive.
+conf=/etc/containers/containers.conf
+if ! grep -qs '^# bcvk' "$conf"; then
+	hard=$(ulimit -Hn)
+	[ "$hard" = unlimited ] && hard=1048576
+	mkdir -p /etc/containers
+	[ -f "$conf" ] && cp "$conf" "$conf.bcvk-orig"
+	cat >"$conf" <<CONF
+# bcvk: written by hack/install-host-deps.sh
+[containers]
+default_ulimits = ["nofile=${hard}:${hard}", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+CONF
+fi
+podman version --format '{{.Client.Version}}' >/dev/null
+echo "install-host-deps: podman $(podman version --format '{{.Client.Version}}'), mmdebstrap $(mmdebstrap --version | awk '{print $2}')"

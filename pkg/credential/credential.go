@@ -1,0 +1,33 @@
+// Package credential encodes systemd credentials for delivery to a guest
+// through SMBIOS type 11 OEM strings, which systemd (v252+) imports at boot
+// without any change to the image.
+package credential
+
+import (
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.~-]{1,255}$`)
+
+// SMBIOS returns the value for QEMU's `-smbios type=11,value=...` that passes
+// the credential name with the given content. QEMU splits -smbios values at
+// commas unless doubled, so the base64 form (which has no commas) is always
+// used.
+func SMBIOS(name string, content []byte) (string, error) {
+	if !nameRE.MatchString(name) {
+		return "", fmt.Errorf("invalid credential name %q", name)
+	}
+	return "io.systemd.credential.binary:" + name + "=" + base64.StdEncoding.EncodeToString(content), nil
+}
+
+// AuthorizedKeyTmpfiles returns tmpfiles.d lines that install pubkey as the
+// only authorized key of root. The key travels base64-encoded ("f+~") so that
+// no character in it can break the tmpfiles syntax.
+func AuthorizedKeyTmpfiles(pubkey string) string {
+	key := strings.TrimSpace(pubkey) + "\n"
+	return "d /root/.ssh 0700 root root -\n" +
+		"f+~ /root/.ssh/authorized_keys 0600 root root - " + base64.StdEncoding.EncodeToString([]byte(key)) + "\n"
+}

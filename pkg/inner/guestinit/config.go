@@ -1,0 +1,33 @@
+// Package guestinit is the /init of the initramfs that bcvk boots images
+// with. It runs inside the guest as PID 1 for a moment: it mounts the image
+// root that virtiofsd serves read-only, puts a tmpfs overlay on top so the
+// root is writable and the image never changes, and hands over to the
+// image's own init.
+package guestinit
+
+// ConfigPath is where the config sits in the initramfs.
+const ConfigPath = "/bcvk-init.json"
+
+// Marker starts every line this init prints, so the host side can find them
+// in the console log. ErrorMarker starts a fatal error.
+const (
+	Marker      = "bcvk-init: "
+	ErrorMarker = "bcvk-init: error: "
+	// HandoverMessage is printed just before the image's init takes over.
+	HandoverMessage = "handing over to "
+)
+
+// Config tells the guest init what to do.
+type Config struct {
+	RootTag string `json:"rootTag"`
+	// Modules are paths inside the initramfs, in load order.
+	Modules []string `json:"modules,omitempty"`
+	// MissingModules are wanted modules the image's kernel has neither
+	// built in nor as a file; the init fails clearly if it needs them.
+	MissingModules []string `json:"missingModules,omitempty"`
+	// Init is the list of candidates for the image's init, first found wins.
+	Init []string `json:"init"`
+}
+
+// DefaultInit lists where images keep their init.
+var DefaultInit = []string{"/sbin/init", "/usr/sbin/init", "/usr/lib/systemd/systemd", "/lib/systemd/systemd"}

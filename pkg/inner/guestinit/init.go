@@ -1,0 +1,151 @@
+package guestinit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// rootMountTimeout bounds the wait for the virtiofs device to appear.
+const rootMountTimeout = 10 * time.Second
+
+// Run is the guest's /init. It only returns by exec'ing the image's init; on
+// failure it prints why and powers the VM off so the host sees the end.
+func Run() {
+	err := run()
+	fmt.Fprintf(os.Stderr, "%s%v\n", ErrorMarker, err)
+	unix.Sync()
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	select {} // PID 1 must not exit
+}
+
+func run() error {
+	if err := unix.Mount("devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting /dev: %w", err)
+	}
+	if con, err := os.OpenFile("/dev/console", os.O_RDWR, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			_ = unix.Dup2(int(con.Fd()), fd)
+		}
+	}
+	logf("started")
+	var cfg Config
+	b, err := os.ReadFile(ConfigPath)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", ConfigPath, err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("reading %s: %w", ConfigPath, err)
+	}
+	for _, m := range cfg.Modules {
+		if err := loadModule(m); err != nil {
+			return err
+		}
+	}
+	if err := mountRoot(cfg.RootTag); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", "/overlay", "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting the tmpfs for the writable layer: %w", err)
+	}
+	for _, d := range []string{"/overlay/upper", "/overlay/work"} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("overlay", "/sysroot", "overlay", 0,
+		"lowerdir=/lower,upperdir=/overlay/upper,workdir=/overlay/work"); err != nil {
+		if missing(cfg.MissingModules, "overlay") {
+			return fmt.Errorf("the image's kernel has no overlay file system (neither built in nor as a module), so bcvk cannot make its root writable: %w", err)
+		}
+		return fmt.Errorf("mounting the writable overlay root: %w", err)
+	}
+	init, err := findInit(cfg.Init)
+	if err != nil {
+		return err
+	}
+	// Free the initramfs copies before they become unreachable.
+	_ = os.RemoveAll("/modules")
+	if err := unix.Mount("/dev", "/sysroot/dev", "", unix.MS_MOVE, ""); err != nil {
+		_ = unix.Unmount("/dev", unix.MNT_DETACH)
+	}
+	if err := os.Chdir("/sysroot"); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("moving the new root into place: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot into the new root: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	logf("%s%s", HandoverMessage, init)
+	return unix.Exec(init, append([]string{init}, os.Args[1:]...), os.Environ())
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, Marker+format+"\n", args...)
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("loading kernel module %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// mountRoot mounts the virtiofs share read-only at /lower. The device can
+// appear a moment after init starts, so failures are retried until a deadline.
+func mountRoot(tag string) error {
+	deadline := time.Now().Add(rootMountTimeout)
+	for {
+		err := unix.Mount(tag, "/lower", "virtiofs", unix.MS_RDONLY, "")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("mounting the image root (virtiofs tag %q): %w; the image's kernel needs virtiofs support (CONFIG_VIRTIO_FS)", tag, err)
+		}
+		time.Sleep(50 * time.Millisecond) // no context in an init; bounded by deadline
+	}
+}
+
+func findInit(candidates []string) (string, error) {
+	for _, c := range candidates {
+		// Resolve within the new root: links are absolute from the image's view.
+		if fi, err := os.Stat(filepath.Join("/sysroot", c)); err == nil && !fi.IsDir() {
+			return c, nil
+		}
+		if target, err := os.Readlink(filepath.Join("/sysroot", c)); err == nil {
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(c), target)
+			}
+			if fi, err := os.Stat(filepath.Join("/sysroot", target)); err == nil && !fi.IsDir() {
+				return c, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("the image has no init (checked %s); a bootc image needs systemd", strings.Join(candidates, ", "))
+}
+
+func missing(list []string, name string) bool {
+	for _, m := range list {
+		if m == name {
+			return true
+		}
+	}
+	return false
+}

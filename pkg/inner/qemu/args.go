@@ -1,0 +1,91 @@
+// Package qemu builds QEMU command lines (pure functions of a Config), picks
+// the accelerator, and talks QMP.
+package qemu
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Config is everything the QEMU command line depends on.
+type Config struct {
+	Binary     string
+	Name       string
+	Accel      string // "kvm" or "tcg"
+	MemoryMiB  int
+	VCPUs      int
+	Kernel     string
+	Initramfs  string
+	KernelArgs []string
+	// VirtiofsSocket is virtiofsd's vhost-user socket for the root share.
+	VirtiofsSocket string
+	RootTag        string
+	// SSHForwardPort is the port on the container's loopback that QEMU
+	// forwards to the guest's port 22.
+	SSHForwardPort int
+	QMPSocket      string
+	// SMBIOSCredentials are values for -smbios type=11 (see package credential).
+	SMBIOSCredentials []string
+	// VsockCID adds a vhost-vsock device when non-zero.
+	VsockCID uint32
+}
+
+// DefaultBinary is the QEMU in the runner image.
+const DefaultBinary = "qemu-system-x86_64"
+
+// BaseKernelArgs come before the user's, so the user's win where the kernel
+// takes the last value.
+func BaseKernelArgs() []string {
+	return []string{
+		"console=ttyS0,115200n8",
+		// bcvk's initramfs ignores root=; the image root is the virtiofs share.
+		"selinux=0", // virtiofs does not carry SELinux labels here
+		"panic=-1",  // a panic ends the VM (with -no-reboot) instead of hanging it
+	}
+}
+
+// Args returns the argument list (without the binary).
+func Args(c Config) []string {
+	a := []string{
+		"-name", "bcvk-" + c.Name + ",debug-threads=on",
+		"-nodefaults", "-no-user-config", "-display", "none",
+		// An ephemeral VM ends when its guest reboots or panics.
+		"-no-reboot",
+	}
+	switch c.Accel {
+	case "kvm":
+		a = append(a, "-machine", "q35", "-accel", "kvm", "-cpu", "host")
+	default:
+		// tb-size caps the translation cache: less RSS, no measurable slowdown.
+		a = append(a, "-machine", "q35", "-accel", "tcg,tb-size=256", "-cpu", "max")
+	}
+	mem := strconv.Itoa(c.MemoryMiB) + "M"
+	a = append(a,
+		"-smp", strconv.Itoa(c.VCPUs),
+		"-m", mem,
+		// vhost-user-fs needs guest memory that virtiofsd can map.
+		"-object", "memory-backend-memfd,id=mem,size="+mem+",share=on",
+		"-numa", "node,memdev=mem",
+		"-kernel", c.Kernel,
+		"-initrd", c.Initramfs,
+		"-append", strings.Join(c.KernelArgs, " "),
+		"-chardev", "socket,id=rootfs,path="+c.VirtiofsSocket,
+		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag="+c.RootTag,
+		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", c.SSHForwardPort),
+		// romfile= skips the iPXE ROM: nothing boots from the network.
+		"-device", "virtio-net-pci,netdev=net0,romfile=",
+		"-device", "virtio-rng-pci",
+		"-chardev", "stdio,id=console,signal=off",
+		"-serial", "chardev:console",
+		"-qmp", "unix:"+c.QMPSocket+",server=on,wait=off",
+	)
+	if c.VsockCID != 0 {
+		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", c.VsockCID))
+	}
+	for _, v := range c.SMBIOSCredentials {
+		// QEMU's option parser treats a comma as a separator; base64 has none.
+		a = append(a, "-smbios", "type=11,value="+v)
+	}
+	return a
+}

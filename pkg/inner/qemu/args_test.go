@@ -1,0 +1,57 @@
+package qemu
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestArgsTCG(t *testing.T) {
+	got := Args(Config{
+		Name: "vm1", Accel: "tcg", MemoryMiB: 2048, VCPUs: 2,
+		Kernel: "/img/usr/lib/modules/6.1/vmlinuz", Initramfs: "/run/bcvk/initramfs.img",
+		KernelArgs:     []string{"console=ttyS0,115200n8", "quiet"},
+		VirtiofsSocket: "/run/bcvk/virtiofs.sock", RootTag: "rootfs", SSHForwardPort: 2222,
+		QMPSocket: "/run/bcvk/qmp.sock", SMBIOSCredentials: []string{"io.systemd.credential.binary:a=Yg=="},
+	})
+	want := []string{
+		"-name", "bcvk-vm1,debug-threads=on",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "q35", "-accel", "tcg,tb-size=256", "-cpu", "max",
+		"-smp", "2", "-m", "2048M",
+		"-object", "memory-backend-memfd,id=mem,size=2048M,share=on",
+		"-numa", "node,memdev=mem",
+		"-kernel", "/img/usr/lib/modules/6.1/vmlinuz",
+		"-initrd", "/run/bcvk/initramfs.img",
+		"-append", "console=ttyS0,115200n8 quiet",
+		"-chardev", "socket,id=rootfs,path=/run/bcvk/virtiofs.sock",
+		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag=rootfs",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22",
+		"-device", "virtio-net-pci,netdev=net0,romfile=",
+		"-device", "virtio-rng-pci",
+		"-chardev", "stdio,id=console,signal=off",
+		"-serial", "chardev:console",
+		"-qmp", "unix:/run/bcvk/qmp.sock,server=on,wait=off",
+		"-smbios", "type=11,value=io.systemd.credential.binary:a=Yg==",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestArgsKVMAndVsock(t *testing.T) {
+	got := Args(Config{Name: "x", Accel: "kvm", MemoryMiB: 512, VCPUs: 1, VsockCID: 7})
+	idx := func(s string) int {
+		for i, a := range got {
+			if a == s {
+				return i
+			}
+		}
+		return -1
+	}
+	if i := idx("-accel"); i < 0 || got[i+1] != "kvm" || got[i+3] != "host" {
+		t.Fatalf("kvm accel/cpu wrong: %q", got)
+	}
+	if got[len(got)-1] != "vhost-vsock-pci,guest-cid=7" {
+		t.Fatalf("vsock device missing: %q", got)
+	}
+}

@@ -1,0 +1,567 @@
+// Package supervisor is bcvk-inner's main job as PID 1 of the runner
+// container: find the kernel, start virtiofsd and QEMU, follow the boot,
+// report readiness, stop the guest on request and exit with a status that
+// says how the VM ended.
+package supervisor
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bcvk/bcvk/pkg/credential"
+	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/console"
+	"github.com/bcvk/bcvk/pkg/inner/guestinit"
+	"github.com/bcvk/bcvk/pkg/inner/initramfs"
+	"github.com/bcvk/bcvk/pkg/inner/kernel"
+	"github.com/bcvk/bcvk/pkg/inner/proc"
+	"github.com/bcvk/bcvk/pkg/inner/qemu"
+	"github.com/bcvk/bcvk/pkg/inner/virtiofsd"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/bcvk/bcvk/pkg/sshclient"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// Exit statuses of bcvk-inner (and so of the container).
+const (
+	ExitPoweredOff = 0 // the guest powered off, or was shut down on request
+	ExitSetup      = 1 // the VM could not be started: bad spec, no kernel, ...
+	ExitQEMU       = 2 // QEMU failed or crashed
+	ExitGuestBoot  = 3 // the guest could not mount its root or find its init
+	ExitKilled     = 4 // the guest did not power off in time and was killed
+	ExitPanic      = 5 // the guest kernel panicked
+)
+
+// Named timeouts.
+const (
+	virtiofsdStartTimeout = 10 * time.Second
+	sshProbeInterval      = 100 * time.Millisecond
+	sshLoginRetry         = 500 * time.Millisecond
+	sshBannerTimeout      = 15 * time.Second
+	kvmStatusInterval     = 50 * time.Millisecond
+	sshLoginTimeout       = 15 * time.Second
+	qmpTimeout            = 2 * time.Second
+	helperStopTimeout     = 2 * time.Second
+	rootTag               = "rootfs"
+)
+
+// Options are the paths and programs; tests and direct runs may change them.
+type Options struct {
+	ImageRoot string
+	StateDir  string
+	RunDir    string
+	QEMU      string
+	Virtiofsd string
+	KVMDevice string
+	Stdin     io.Reader
+	Stdout    io.Writer
+	Stderr    io.Writer
+}
+
+// DefaultOptions are the runner image's.
+func DefaultOptions() Options {
+	return Options{
+		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
+		QEMU: qemu.DefaultBinary, Virtiofsd: virtiofsd.DefaultBinary, KVMDevice: "/dev/kvm",
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+}
+
+// Main runs the supervisor and returns the exit status.
+func Main(args []string, o Options) int {
+	logrus.SetOutput(o.Stderr)
+	logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})
+	s := &supervisor{o: o, table: proc.NewTable()}
+	defer s.table.Close()
+	code, err := s.run(args)
+	if err != nil {
+		logrus.Errorf("%v", err)
+		s.ev.Emit(events.PhaseError, err.Error())
+	}
+	s.ev.Exited(code, s.endReason)
+	if s.eventsFile != nil {
+		s.eventsFile.Close()
+	}
+	return code
+}
+
+type supervisor struct {
+	o          Options
+	sp         spec.Spec
+	table      *proc.Table
+	ev         *events.Writer
+	eventsFile *os.File
+	endReason  string
+
+	mu         sync.Mutex
+	guestError string // from the guest init's error line
+	guestPanic string // the kernel's panic line
+}
+
+func (s *supervisor) loadSpec(args []string) error {
+	path := filepath.Join(s.o.StateDir, spec.SpecFile)
+	if _, err := os.Stat(path); err == nil {
+		sp, err := spec.Read(path)
+		if err != nil {
+			return err
+		}
+		s.sp = sp
+		return nil
+	}
+	// Started by hand with `podman run`: flags, and the console attached.
+	sp := spec.New()
+	sp.Console = true
+	sp.VCPUs = runtime.NumCPU()
+	fs := flag.NewFlagSet("bcvk-inner", flag.ContinueOnError)
+	fs.SetOutput(s.o.Stderr)
+	mem := fs.String("memory", "2G", "guest memory (e.g. 2G, 2048M)")
+	fs.IntVar(&sp.VCPUs, "vcpus", sp.VCPUs, "guest CPUs")
+	fs.StringVar(&sp.Accel, "accel", sp.Accel, "accelerator: auto, kvm or tcg")
+	fs.Func("karg", "extra kernel argument (repeatable)", func(v string) error {
+		sp.KernelArgs = append(sp.KernelArgs, v)
+		return nil
+	})
+	fs.BoolVar(&sp.Console, "console", true, "attach the guest's serial console to stdio")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	m, err := spec.ParseMemoryMiB(*mem)
+	if err != nil {
+		return err
+	}
+	sp.MemoryMiB = m
+	s.sp = sp
+	return sp.Validate()
+}
+
+func (s *supervisor) run(args []string) (int, error) {
+	// SIGTERM from `podman stop`, SIGINT from a terminal: power the guest off.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	defer signal.Stop(sigs)
+
+	if err := os.MkdirAll(s.o.RunDir, 0o700); err != nil {
+		return ExitSetup, err
+	}
+	logDir := s.o.RunDir
+	if fi, err := os.Stat(s.o.StateDir); err == nil && fi.IsDir() {
+		logDir = s.o.StateDir
+	}
+	if f, err := os.OpenFile(filepath.Join(logDir, spec.EventsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+		s.eventsFile = f
+		s.ev = events.NewWriter(f)
+	}
+	if err := s.loadSpec(args); err != nil {
+		return ExitSetup, err
+	}
+	s.ev.Emit(events.PhaseContainer, "bcvk-inner started")
+
+	k, err := kernel.Find(s.o.ImageRoot)
+	if err != nil {
+		if _, statErr := os.Stat(s.o.ImageRoot); statErr != nil {
+			err = fmt.Errorf("no image is mounted at %s: start the runner with --mount=type=image,source=IMAGE,destination=%s", s.o.ImageRoot, spec.ImageRoot)
+		}
+		return ExitSetup, err
+	}
+	initrd := filepath.Join(s.o.RunDir, "initramfs.img")
+	if err := s.buildInitramfs(k, initrd); err != nil {
+		return ExitSetup, err
+	}
+
+	cfg := qemu.Config{
+		Binary: s.o.QEMU, Name: s.sp.Name, MemoryMiB: s.sp.MemoryMiB, VCPUs: s.sp.VCPUs,
+		Kernel: k.Image, Initramfs: initrd,
+		KernelArgs:     append(qemu.BaseKernelArgs(), s.sp.KernelArgs...),
+		VirtiofsSocket: filepath.Join(s.o.RunDir, "virtiofs.sock"),
+		RootTag:        rootTag,
+		SSHForwardPort: spec.GuestSSHPort,
+		QMPSocket:      filepath.Join(s.o.RunDir, "qmp.sock"),
+	}
+	if cfg.Name == "" {
+		cfg.Name = "vm"
+	}
+	if s.sp.SSHAuthorizedKey != "" {
+		v, err := credential.SMBIOS("tmpfiles.extra", []byte(credential.AuthorizedKeyTmpfiles(s.sp.SSHAuthorizedKey)))
+		if err != nil {
+			return ExitSetup, err
+		}
+		cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v)
+	}
+
+	accel, probe, err := s.chooseAccel()
+	if err != nil {
+		return ExitSetup, err
+	}
+	consoleLog, err := os.OpenFile(filepath.Join(logDir, spec.ConsoleFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return ExitSetup, err
+	}
+	defer consoleLog.Close()
+
+	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("kernel %s, %s, %d MiB, %d vCPUs", k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
+	cfg.Accel = accel
+	vm, err := s.start(cfg, consoleLog)
+	if err != nil {
+		return ExitSetup, err
+	}
+	if probe {
+		if ok, why := vm.waitFirstOutput(time.Duration(s.sp.AccelProbeTimeout)); !ok {
+			msg := "KVM does not work here (" + why + "; nested KVM fails like this): booting again with TCG software emulation, which is slower"
+			logrus.Warn(msg)
+			s.ev.Emit(events.PhaseWarning, msg)
+			vm.kill()
+			cfg.Accel = spec.AccelTCG
+			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
+				_ = consoleLog.Truncate(0)
+			}
+			if vm, err = s.start(cfg, consoleLog); err != nil {
+				return ExitSetup, err
+			}
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if s.sp.SSHAuthorizedKey != "" {
+		go s.probeSSH(ctx, vm)
+	}
+
+	select {
+	case <-vm.qemu.Done():
+	case sig := <-sigs:
+		logrus.Infof("received %v: asking the guest to power off (up to %s)", sig, time.Duration(s.sp.ShutdownTimeout))
+		if code, done := s.shutdown(vm, sigs); done {
+			vm.stopHelpers()
+			return code, nil
+		}
+	}
+	cancel()
+	vm.stopHelpers()
+	return s.exitStatus(vm), nil
+}
+
+// chooseAccel returns the accelerator and whether its first boot must be
+// watched (auto with KVM).
+func (s *supervisor) chooseAccel() (string, bool, error) {
+	switch s.sp.Accel {
+	case spec.AccelTCG:
+		return spec.AccelTCG, false, nil
+	case spec.AccelKVM:
+		if err := qemu.KVMUsable(s.o.KVMDevice); err != nil {
+			return "", false, fmt.Errorf("--accel kvm: %s is not usable: %v; pass the device to the container (podman --device /dev/kvm) or use --accel tcg", s.o.KVMDevice, err)
+		}
+		return spec.AccelKVM, false, nil
+	}
+	if err := qemu.KVMUsable(s.o.KVMDevice); err != nil {
+		msg := fmt.Sprintf("KVM is not usable (%v): booting with TCG software emulation, which is much slower", err)
+		logrus.Warn(msg)
+		s.ev.Emit(events.PhaseWarning, msg)
+		return spec.AccelTCG, false, nil
+	}
+	return spec.AccelKVM, true, nil
+}
+
+func (s *supervisor) buildInitramfs(k kernel.Kernel, path string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cfg, err := initramfs.Build(f, initramfs.Options{
+		InitBinary: self, ModulesDir: k.ModulesDir, RootTag: rootTag,
+		Decompress: s.decompress,
+	})
+	if err != nil {
+		return fmt.Errorf("building the boot initramfs: %w", err)
+	}
+	logrus.Debugf("initramfs modules: %v (missing: %v)", cfg.Modules, cfg.MissingModules)
+	return f.Close()
+}
+
+func (s *supervisor) decompress(path string) ([]byte, error) {
+	var tool string
+	switch {
+	case strings.HasSuffix(path, ".xz"):
+		tool = "xz"
+	case strings.HasSuffix(path, ".zst"):
+		tool = "zstd"
+	default:
+		return nil, fmt.Errorf("unknown compression of kernel module %s", path)
+	}
+	var out strings.Builder
+	if err := s.table.Run(context.Background(), &out, tool, "-dc", path); err != nil {
+		return nil, err
+	}
+	return []byte(out.String()), nil
+}
+
+// vm is one running QEMU with its virtiofsd.
+type vm struct {
+	qemu, virtiofsd *proc.Proc
+	watcher         *console.Watcher
+	firstOutput     chan struct{}
+	consoleDone     chan struct{}
+	qmpSocket       string
+}
+
+func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer) (*vm, error) {
+	_ = os.Remove(cfg.VirtiofsSocket)
+	vfs := exec.Command(s.o.Virtiofsd, virtiofsd.Args(virtiofsd.Config{
+		Socket: cfg.VirtiofsSocket, SharedDir: s.o.ImageRoot, ReadOnly: true,
+	})...)
+	vfs.Stdout, vfs.Stderr = os.Stderr, os.Stderr
+	vp, err := s.table.Start("virtiofsd", vfs)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitSocket(cfg.VirtiofsSocket, vp, virtiofsdStartTimeout); err != nil {
+		vp.Signal(unix.SIGKILL)
+		return nil, err
+	}
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	q := exec.Command(s.o.QEMU, qemu.Args(cfg)...)
+	q.Stdout = w
+	q.Stderr = os.Stderr
+	if s.sp.Console {
+		if f, ok := s.o.Stdin.(*os.File); ok {
+			q.Stdin = f
+		}
+	}
+	logrus.Debugf("qemu: %s %s", s.o.QEMU, strings.Join(qemu.Args(cfg), " "))
+	qp, err := s.table.Start("qemu", q)
+	w.Close()
+	if err != nil {
+		r.Close()
+		vp.Signal(unix.SIGKILL)
+		return nil, err
+	}
+	v := &vm{qemu: qp, virtiofsd: vp, firstOutput: make(chan struct{}), consoleDone: make(chan struct{}), qmpSocket: cfg.QMPSocket}
+	v.watcher = console.New(40)
+	var once sync.Once
+	v.watcher.OnFirstOutput = func() {
+		once.Do(func() { close(v.firstOutput) })
+		s.ev.Emit(events.PhaseBooting, "the guest kernel is running")
+	}
+	v.watcher.OnLine = s.onConsoleLine
+	outs := []io.Writer{consoleLog}
+	if s.sp.Console {
+		outs = append(outs, s.o.Stdout)
+	}
+	go func() {
+		defer close(v.consoleDone)
+		defer r.Close()
+		v.watcher.Copy(r, outs...)
+	}()
+	return v, nil
+}
+
+func (s *supervisor) onConsoleLine(l string) {
+	switch {
+	case strings.Contains(l, guestinit.ErrorMarker):
+		msg := l[strings.Index(l, guestinit.ErrorMarker)+len(guestinit.ErrorMarker):]
+		s.mu.Lock()
+		s.guestError = msg
+		s.mu.Unlock()
+	case strings.Contains(l, "Kernel panic - not syncing"):
+		s.mu.Lock()
+		if s.guestPanic == "" {
+			s.guestPanic = strings.TrimSpace(l[strings.Index(l, "Kernel panic"):])
+		}
+		s.mu.Unlock()
+	case strings.Contains(l, guestinit.Marker+guestinit.HandoverMessage):
+		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+	}
+}
+
+// waitFirstOutput watches a KVM boot: it succeeds when the guest prints
+// anything, and fails when QEMU exits, when QEMU reports that KVM could not
+// run the guest (nested KVM fails this way, at once), or when d passes.
+func (v *vm) waitFirstOutput(d time.Duration) (bool, string) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(kvmStatusInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.firstOutput:
+			return true, ""
+		case <-v.qemu.Done():
+			return false, "QEMU " + v.qemu.ExitDescription()
+		case <-t.C:
+			return false, fmt.Sprintf("the guest printed nothing within %s", d)
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+			st, err := qemu.Status(ctx, v.qmpSocket)
+			cancel()
+			if err == nil && (st == "internal-error" || st == "guest-panicked") {
+				return false, "QEMU reports " + st
+			}
+		}
+	}
+}
+
+func (v *vm) kill() {
+	v.qemu.Signal(unix.SIGKILL)
+	<-v.qemu.Done()
+	<-v.consoleDone
+	v.stopHelpers()
+}
+
+func (v *vm) stopHelpers() {
+	v.virtiofsd.Signal(unix.SIGTERM)
+	t := time.NewTimer(helperStopTimeout)
+	defer t.Stop()
+	select {
+	case <-v.virtiofsd.Done():
+	case <-t.C:
+		v.virtiofsd.Signal(unix.SIGKILL)
+		<-v.virtiofsd.Done()
+	}
+}
+
+// waitSocket waits until path is a socket, failing early when p exits.
+func waitSocket(path string, p *proc.Proc, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s %s before it was ready; its messages are above", p.Name, p.ExitDescription())
+		case <-deadline.C:
+			return fmt.Errorf("%s did not create %s within %s", p.Name, path, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// shutdown runs the ladder: ask the guest over QMP, wait, then kill. It
+// returns done=true with a status when it decided the outcome itself.
+func (s *supervisor) shutdown(v *vm, sigs <-chan os.Signal) (int, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+	err := qemu.QMP(ctx, v.qmpSocket, "system_powerdown")
+	cancel()
+	if err != nil {
+		logrus.Warnf("could not ask the guest to power off (%v); stopping QEMU", err)
+		v.kill()
+		s.endReason = "stopped on request; the guest could not be asked to power off"
+		return ExitKilled, true
+	}
+	t := time.NewTimer(time.Duration(s.sp.ShutdownTimeout))
+	defer t.Stop()
+	select {
+	case <-v.qemu.Done():
+		<-v.consoleDone
+		s.endReason = "the guest powered off on request"
+		return ExitPoweredOff, true
+	case <-t.C:
+		logrus.Warnf("the guest did not power off within %s; killing QEMU", time.Duration(s.sp.ShutdownTimeout))
+	case sig := <-sigs:
+		logrus.Warnf("received %v again; killing QEMU", sig)
+	}
+	v.kill()
+	s.endReason = "the guest did not power off in time and was killed"
+	return ExitKilled, true
+}
+
+func (s *supervisor) exitStatus(v *vm) int {
+	<-v.consoleDone
+	s.mu.Lock()
+	gerr, panicLine := s.guestError, s.guestPanic
+	s.mu.Unlock()
+	ws := v.qemu.Status()
+	switch {
+	case gerr != "":
+		s.endReason = "the guest could not boot: " + gerr
+		logrus.Error(s.endReason)
+		return ExitGuestBoot
+	case panicLine != "":
+		s.endReason = "the guest kernel panicked: " + panicLine
+		logrus.Error(s.endReason)
+		return ExitPanic
+	case ws.Exited() && ws.ExitStatus() == 0:
+		s.endReason = "the guest powered off"
+		return ExitPoweredOff
+	}
+	s.endReason = "QEMU " + v.qemu.ExitDescription()
+	logrus.Error(s.endReason)
+	return ExitQEMU
+}
+
+// probeSSH waits for the guest's sshd: a cheap banner check every interval
+// until sshd greets, then real logins, so that "ready" means a command will
+// run. Banner checks stop at the first greeting: OpenSSH 9.8+ penalises a
+// source that keeps connecting without logging in (PerSourcePenalties), and
+// all our connections come from one address.
+func (s *supervisor) probeSSH(ctx context.Context, v *vm) {
+	addr := fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)
+	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
+	tick := time.NewTicker(sshProbeInterval)
+	defer tick.Stop()
+	greeted := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-v.qemu.Done():
+			return
+		case <-tick.C:
+		}
+		if !greeted {
+			if greeted = banner(addr); !greeted {
+				continue
+			}
+			tick.Reset(sshLoginRetry)
+		}
+		lctx, cancel := context.WithTimeout(ctx, sshLoginTimeout)
+		err := s.table.Run(lctx, nil, append([]string{"ssh"}, sshclient.Args(key, spec.GuestSSHPort, nil, "root", []string{"true"})...)...)
+		cancel()
+		if err == nil {
+			s.ev.Emit(events.PhaseSSH, "SSH is ready")
+			logrus.Info("SSH is ready")
+			return
+		}
+		logrus.Infof("SSH login not possible yet: %v", err)
+	}
+}
+
+// banner reports whether an SSH server greets on addr. Through QEMU's user
+// networking a connect succeeds before the guest listens and is closed at
+// once, so only the greeting counts. The greeting itself can take a while
+// under TCG (sshd starts a session process first), so the wait for it is
+// long: giving up early and reconnecting is what gets a client penalised.
+func banner(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(sshBannerTimeout))
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(c, buf)
+	return err == nil && string(buf) == "SSH-"
+}

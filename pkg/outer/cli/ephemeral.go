@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/bcvk/bcvk/pkg/version"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ephemeral",
+		Short: "Boot bootc images as throw-away VMs",
+	}
+	c.AddCommand(newRunSSHCommand(g, st))
+	return c
+}
+
+// vmFlags are the VM options shared by the commands that boot one.
+type vmFlags struct {
+	name         string
+	memory       string
+	vcpus        int
+	kargs        []string
+	accel        string
+	readyTimeout time.Duration
+}
+
+func defaultVCPUs() int {
+	// Under TCG each vCPU is a host thread: more than the host has, or than
+	// a boot can use, slows it down.
+	return min(runtime.NumCPU(), 4)
+}
+
+func (f *vmFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.name, "name", "", "name of the VM (default: bcvk-RANDOM)")
+	fs.StringVar(&f.memory, "memory", "2G", "guest memory: 4G, 2048M, or a plain number of MiB")
+	fs.IntVar(&f.vcpus, "vcpus", defaultVCPUs(), "number of guest CPUs (default: host CPUs, at most 4)")
+	fs.StringArrayVar(&f.kargs, "karg", nil, "extra kernel argument (repeatable)")
+	fs.StringVar(&f.accel, "accel", spec.AccelAuto, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
+	fs.DurationVar(&f.readyTimeout, "timeout", ephemeral.DefaultReadyTimeout, "how long to wait for the VM to answer SSH")
+}
+
+// spec validates the flags into a Spec; every problem is reported at once,
+// before anything starts.
+func (f *vmFlags) spec() (spec.Spec, error) {
+	sp := spec.New()
+	sp.Name = f.name
+	mem, err := spec.ParseMemoryMiB(f.memory)
+	if err != nil {
+		return sp, usageError{fmt.Errorf("--memory: %w", err)}
+	}
+	sp.MemoryMiB = mem
+	sp.VCPUs = f.vcpus
+	sp.KernelArgs = f.kargs
+	sp.Accel = f.accel
+	if f.readyTimeout <= 0 {
+		return sp, usageError{fmt.Errorf("--timeout must be positive, e.g. 5m")}
+	}
+	if err := sp.Validate(); err != nil {
+		return sp, usageError{err}
+	}
+	return sp, nil
+}
+
+func newRunSSHCommand(g *globals, st Streams) *cobra.Command {
+	var f vmFlags
+	c := &cobra.Command{
+		Use:   "run-ssh IMAGE [-- COMMAND [ARG...]]",
+		Short: "Boot IMAGE, run COMMAND (or a shell) over SSH, then remove the VM",
+		Long: `Boot IMAGE as an ephemeral VM, wait until it answers SSH, run COMMAND in it
+(or an interactive shell when COMMAND is absent and stdin is a terminal),
+and remove the VM and everything made for it on every exit path.
+stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
+		Example: `  bcvk ephemeral run-ssh localhost/bcvk-sample:latest -- systemctl is-system-running
+  bcvk ephemeral run-ssh --memory 4G --vcpus 2 quay.io/fedora/fedora-bootc:42`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return usageError{fmt.Errorf("run-ssh needs an IMAGE\nSee '%s --help'.", cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sp, err := f.spec()
+			if err != nil {
+				return err
+			}
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			return ephemeral.RunSSH(cmd.Context(), pc, ephemeral.Options{
+				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
+				RunnerImage: g.runnerImage, Version: version.Version,
+				Command: args[1:], Progress: g.progressMode(st.Err),
+			}, st)
+		},
+	}
+	// Everything after IMAGE is the command, with or without "--".
+	c.Flags().SetInterspersed(false)
+	f.register(c.Flags())
+	return c
+}

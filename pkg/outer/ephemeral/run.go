@@ -1,0 +1,362 @@
+package ephemeral
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bcvk/bcvk/pkg/command"
+	"github.com/bcvk/bcvk/pkg/consolelog"
+	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/bcvk/bcvk/pkg/sshclient"
+	"github.com/bcvk/bcvk/pkg/sshkey"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// Named timeouts.
+const (
+	// DefaultReadyTimeout bounds the wait for SSH; TCG on a loaded CI host
+	// is slow, so it is generous.
+	DefaultReadyTimeout = 5 * time.Minute
+	eventPollInterval   = 50 * time.Millisecond
+	podmanStartTimeout  = 2 * time.Minute
+	cleanupTimeout      = 1 * time.Minute
+	consoleTailLines    = 25
+)
+
+// Streams are the user's standard streams.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// ExitError ends bcvk with a status and nothing more to print (the
+// command's own output already said it).
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// Options for RunSSH.
+type Options struct {
+	Image        string
+	Spec         spec.Spec
+	ReadyTimeout time.Duration
+	RunnerImage  string
+	Version      string
+	Command      []string
+	Progress     progress.Mode
+}
+
+// RunSSH boots Image, waits for SSH, runs Command (or a shell) and removes
+// everything it made on every path. The error is an *ExitError carrying the
+// command's status when the command ran.
+func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err error) {
+	status := progress.New(st.Err, o.Progress)
+	defer func() {
+		if err != nil {
+			status.End(false)
+		} else {
+			status.End(true)
+		}
+	}()
+	var cl cleanups
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if cerr := cl.run(cctx); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
+		}
+	}()
+
+	status.Start("Checking podman and images")
+	img, err := Preflight(ctx, pc, o.Image, o.RunnerImage)
+	if err != nil {
+		return err
+	}
+	sp := o.Spec
+	if sp.Name == "" {
+		sp.Name = RandomName()
+	}
+	if err := sp.Validate(); err != nil {
+		return err
+	}
+	dir, err := NewStateDir(sp.Name)
+	if err != nil {
+		return err
+	}
+	cl.add(func(context.Context) error { return os.RemoveAll(dir) })
+
+	key, err := sshkey.Generate("bcvk-" + sp.Name)
+	if err != nil {
+		return err
+	}
+	if err := key.Write(filepath.Join(dir, spec.SSHKeyFile)); err != nil {
+		return err
+	}
+	sp.SSHAuthorizedKey = key.Public
+	if err := sp.Write(filepath.Join(dir, spec.SpecFile)); err != nil {
+		return err
+	}
+
+	nofile, nproc := Rlimits()
+	args := PodmanRunArgs(ContainerConfig{
+		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage,
+		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
+		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
+	})
+	// Registered before the container exists: a signal during `podman run`
+	// can leave it created, and removal by name is idempotent.
+	cl.add(func(ctx context.Context) error { return pc.Remove(ctx, sp.Name) })
+	status.Start("Starting container " + sp.Name)
+	// Not tied to ctx: killing podman half way through creating a container
+	// leaves more behind than letting it finish and removing the result.
+	rctx, cancel := context.WithTimeout(context.Background(), podmanStartTimeout)
+	_, err = pc.Run(rctx, args)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("starting the VM container: %w", err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	if err := WaitReady(ctx, pc, sp.Name, dir, o.ReadyTimeout, status); err != nil {
+		return err
+	}
+	status.End(true)
+	return execSSH(ctx, pc, sp.Name, o.Command, st)
+}
+
+// Preflight checks podman, the image and the runner image, and returns the
+// image.
+func Preflight(ctx context.Context, pc *podman.Client, image, runner string) (*podman.Image, error) {
+	if _, err := pc.Version(ctx); err != nil {
+		return nil, err
+	}
+	img, err := pc.InspectImage(ctx, image)
+	if errors.Is(err, podman.ErrNoImage) {
+		return nil, fmt.Errorf("image %q is not in local container storage: pull it (podman pull %s) or build it (for the sample image: make sample-image)", image, image)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if img.Labels[spec.BootcLabel] != "1" && img.Labels["ostree.bootable"] == "" {
+		logrus.Warnf("image %q has no %s=1 label; it may not be a bootc image", image, spec.BootcLabel)
+	}
+	ok, err := pc.ImageExists(ctx, runner)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("the runner image %q is not in local container storage: build it with `make runner-image` in the bcvk source tree (or pass --runner-image)", runner)
+	}
+	return img, nil
+}
+
+// WaitReady follows the VM's events until SSH answers, the container ends,
+// the timeout passes or ctx ends, showing each step.
+func WaitReady(ctx context.Context, pc *podman.Client, name, dir string, timeout time.Duration, status *progress.Status) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	exited := make(chan int, 1)
+	go func() {
+		code, err := pc.Wait(wctx, name)
+		if err != nil && wctx.Err() != nil {
+			return
+		}
+		exited <- code
+	}()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(eventPollInterval)
+	defer tick.Stop()
+	r := events.NewReader(filepath.Join(dir, spec.EventsFile))
+	step := "Starting container " + name
+	var lastErr, endReason string
+	handle := func() bool {
+		evs, _ := r.Next()
+		for _, e := range evs {
+			switch e.Phase {
+			case events.PhaseContainer:
+				step = "Finding the kernel"
+			case events.PhaseKernel:
+				step = "Booting the kernel (" + e.Message + ")"
+			case events.PhaseSystemd:
+				step = "Starting systemd and sshd"
+			case events.PhaseWarning:
+				status.End(true)
+				logrus.Warn(e.Message)
+			case events.PhaseError:
+				lastErr = e.Message
+			case events.PhaseExited:
+				endReason = e.Message
+			case events.PhaseSSH:
+				return true
+			default:
+				continue
+			}
+			if e.Phase != events.PhaseWarning && e.Phase != events.PhaseError && e.Phase != events.PhaseExited {
+				status.Start(step)
+			}
+		}
+		return false
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			handle()
+			return fmt.Errorf("timed out after %s at step %q: raise --timeout if the host is slow%s",
+				timeout, step, consoleTail(dir))
+		case code := <-exited:
+			if handle() {
+				return nil
+			}
+			msg := lastErr
+			if msg == "" {
+				msg = endReason
+			}
+			if msg == "" {
+				msg = fmt.Sprintf("exit status %d; see podman logs", code)
+			}
+			return fmt.Errorf("the VM stopped before SSH was ready, at step %q: %s%s", step, msg, consoleTail(dir))
+		case <-tick.C:
+			if handle() {
+				return nil
+			}
+		}
+	}
+}
+
+func consoleTail(dir string) string {
+	lines := consolelog.Tail(filepath.Join(dir, spec.ConsoleFile), consoleTailLines)
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\nLast console lines:\n  " + strings.Join(lines, "\n  ")
+}
+
+func execSSH(ctx context.Context, pc *podman.Client, name string, cmd []string, st Streams) error {
+	interactive := len(cmd) == 0 && isTerminal(st.In) && isTerminal(st.Out)
+	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, nil, "root", cmd)
+	argv := append([]string{pc.Binary}, ExecSSHArgs(name, interactive, sshArgs)...)
+	err := command.Run(ctx, command.Cmd{
+		Argv: argv, Stdin: st.In, Stdout: st.Out, Stderr: st.Err,
+		// A terminal session needs the foreground; otherwise bcvk handles
+		// Ctrl-C itself and cleans up.
+		NewProcessGroup: !interactive,
+	})
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if code := command.ExitCode(err); code > 0 {
+		return &ExitError{Code: code}
+	}
+	return err
+}
+
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// RandomName returns a fresh VM name.
+func RandomName() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "bcvk-" + hex.EncodeToString(b)
+}
+
+// StateBase is the directory that holds every VM's state directory: in
+// XDG_RUNTIME_DIR when there is one (private to the user, gone at logout),
+// else a per-user directory in the temp dir.
+func StateBase() (string, error) {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			base := filepath.Join(d, "bcvk")
+			return base, os.MkdirAll(base, 0o700)
+		}
+	}
+	base := filepath.Join(os.TempDir(), fmt.Sprintf("bcvk-%d", os.Getuid()))
+	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	// In a shared temp dir, trust the directory only if it is ours alone.
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return "", err
+	}
+	var stt unix.Stat_t
+	if err := unix.Lstat(base, &stt); err != nil {
+		return "", err
+	}
+	if !fi.IsDir() || int(stt.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is not a private directory owned by you: remove it or set XDG_RUNTIME_DIR", base)
+	}
+	return base, nil
+}
+
+// NewStateDir makes a private directory for one VM.
+func NewStateDir(name string) (string, error) {
+	base, err := StateBase()
+	if err != nil {
+		return "", fmt.Errorf("making the VM state directory: %w", err)
+	}
+	return os.MkdirTemp(base, name+"-")
+}
+
+// Rlimits returns the file and process limits to give the container: the
+// host's hard file limit (virtiofsd needs many), and a process limit that
+// runc can apply without CAP_SYS_RESOURCE.
+func Rlimits() (nofile, nproc uint64) {
+	nofile, nproc = 1024, 4096
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Max != unix.RLIM_INFINITY {
+		nofile = rl.Max
+	} else if rl.Max == unix.RLIM_INFINITY {
+		nofile = 1 << 20
+	}
+	if unix.Getrlimit(unix.RLIMIT_NPROC, &rl) == nil && rl.Max < nproc {
+		nproc = rl.Max
+	}
+	return nofile, nproc
+}
+
+func hasKVM() bool {
+	_, err := os.Stat("/dev/kvm")
+	return err == nil
+}
+
+type cleanups []func(context.Context) error
+
+func (c *cleanups) add(f func(context.Context) error) { *c = append(*c, f) }
+
+// run runs the cleanups in reverse order and joins their errors.
+func (c cleanups) run(ctx context.Context) error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		if err := c[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

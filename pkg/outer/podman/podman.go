@@ -1,0 +1,150 @@
+// Package podman wraps the podman command line. Every call goes through the
+// command package, and structured output is read as JSON, never as tables.
+package podman
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/bcvk/bcvk/pkg/command"
+)
+
+// Client runs podman.
+type Client struct {
+	Binary string
+}
+
+// New finds podman on PATH.
+func New() (*Client, error) {
+	p, err := exec.LookPath("podman")
+	if err != nil {
+		return nil, errors.New("podman is not installed or not on PATH: install it (on Debian: apt-get install podman, or run hack/install-host-deps.sh as root)")
+	}
+	return &Client{Binary: p}, nil
+}
+
+func (c *Client) argv(args ...string) []string { return append([]string{c.Binary}, args...) }
+
+// Output runs podman with args and returns stdout.
+func (c *Client) Output(ctx context.Context, args ...string) ([]byte, error) {
+	return command.Output(ctx, c.argv(args...)...)
+}
+
+// Version returns the podman client version, and fails when podman cannot
+// reach its storage (the first thing that breaks on a misconfigured host).
+func (c *Client) Version(ctx context.Context) (string, error) {
+	out, err := c.Output(ctx, "version", "--format", "json")
+	if err != nil {
+		return "", fmt.Errorf("podman is not usable: %w", err)
+	}
+	var v struct {
+		Client struct{ Version string }
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		return "", fmt.Errorf("reading podman version: %w", err)
+	}
+	return v.Client.Version, nil
+}
+
+// Image is the part of `podman image inspect` that bcvk uses.
+type Image struct {
+	ID       string            `json:"Id"`
+	Digest   string            `json:"Digest"`
+	RepoTags []string          `json:"RepoTags"`
+	Labels   map[string]string `json:"Labels"`
+	Size     int64             `json:"Size"`
+	Created  string            `json:"Created"`
+}
+
+// ErrNoImage says that an image is not in local storage.
+var ErrNoImage = errors.New("image not known")
+
+// InspectImage returns a local image, or ErrNoImage.
+func (c *Client) InspectImage(ctx context.Context, ref string) (*Image, error) {
+	out, err := c.Output(ctx, "image", "inspect", "--format", "json", ref)
+	if err != nil {
+		var ce *command.Error
+		if errors.As(err, &ce) && (strings.Contains(ce.Stderr, "image not known") || strings.Contains(ce.Stderr, "no such image") || strings.Contains(ce.Stderr, "failed to find image")) {
+			return nil, ErrNoImage
+		}
+		return nil, err
+	}
+	var imgs []Image
+	if err := json.Unmarshal(out, &imgs); err != nil {
+		return nil, fmt.Errorf("reading podman image inspect output: %w", err)
+	}
+	if len(imgs) == 0 {
+		return nil, ErrNoImage
+	}
+	return &imgs[0], nil
+}
+
+// ImageExists reports whether ref is in local storage.
+func (c *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
+	err := command.Run(ctx, command.Cmd{Argv: c.argv("image", "exists", ref), NewProcessGroup: true})
+	if err == nil {
+		return true, nil
+	}
+	if command.ExitCode(err) == 1 {
+		return false, nil
+	}
+	return false, err
+}
+
+// Run starts a detached container and returns its ID.
+func (c *Client) Run(ctx context.Context, args []string) (string, error) {
+	out, err := c.Output(ctx, args...)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Remove force-removes containers at once; names that do not exist are fine.
+func (c *Client) Remove(ctx context.Context, names ...string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	_, err := c.Output(ctx, append([]string{"rm", "--force", "--ignore", "--time", "0"}, names...)...)
+	return err
+}
+
+// Wait blocks until the container stops and returns its exit code.
+func (c *Client) Wait(ctx context.Context, name string) (int, error) {
+	out, err := c.Output(ctx, "wait", name)
+	if err != nil {
+		return -1, err
+	}
+	var code int
+	if _, err := fmt.Sscan(strings.TrimSpace(string(out)), &code); err != nil {
+		return -1, fmt.Errorf("reading podman wait output %q: %w", out, err)
+	}
+	return code, nil
+}
+
+// Container is the part of `podman ps --format json` that bcvk uses.
+type Container struct {
+	ID     string            `json:"Id"`
+	Names  []string          `json:"Names"`
+	Image  string            `json:"Image"`
+	State  string            `json:"State"`
+	Labels map[string]string `json:"Labels"`
+	Status string            `json:"Status"`
+}
+
+// List returns all containers (running or not) that carry label (k=v).
+func (c *Client) List(ctx context.Context, label string) ([]Container, error) {
+	out, err := c.Output(ctx, "ps", "--all", "--format", "json", "--filter", "label="+label)
+	if err != nil {
+		return nil, err
+	}
+	var cs []Container
+	if err := json.Unmarshal(out, &cs); err != nil {
+		return nil, fmt.Errorf("reading podman ps output: %w", err)
+	}
+	return cs, nil
+}

@@ -1,0 +1,13 @@
+package spec
+
+// Labels that bcvk puts on every container it creates, so that ps and rm
+// find ours and nothing else.
+const (
+	LabelEphemeral = "bcvk.ephemeral" // "1" on ephemeral VM containers
+	LabelVersion   = "bcvk.version"   // the bcvk version that made it
+	LabelImage     = "bcvk.image"     // the bootc image reference
+	LabelName      = "bcvk.name"      // the VM name
+	LabelStateDir  = "bcvk.state-dir" // host directory with key, events and console
+	// BootcLabel marks bootc images.
+	BootcLabel = "containers.bootc"
+)

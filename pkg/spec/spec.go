@@ -1,0 +1,192 @@
+// Package spec holds the contract between the host side (bcvk) and the
+// container side (bcvk-inner): one versioned JSON document that says what VM
+// to boot. Both sides validate it.
+package spec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Version is bumped on every incompatible change of Spec.
+const Version = 1
+
+// Paths inside the runner container. They are fixed so that the runner image
+// can also be started by hand with `podman run`.
+const (
+	// ImageRoot is where the bootc image is mounted (--mount=type=image).
+	ImageRoot = "/bcvk/image"
+	// StateDir is a host directory shared with the container: spec, SSH key,
+	// events and the serial console log live here.
+	StateDir = "/bcvk/state"
+	// RunDir holds sockets and scratch files private to the container.
+	RunDir = "/run/bcvk"
+	// SpecFile is the name of the spec inside StateDir.
+	SpecFile = "spec.json"
+	// EventsFile is the JSON-lines event stream inside StateDir.
+	EventsFile = "events.jsonl"
+	// ConsoleFile is the serial console log inside StateDir.
+	ConsoleFile = "console.log"
+	// SSHKeyFile is the private key inside StateDir; the public key has ".pub".
+	SSHKeyFile = "ssh_key"
+	// GuestSSHPort is the port QEMU forwards to the guest's port 22, on the
+	// container's loopback only.
+	GuestSSHPort = 2222
+)
+
+// Accelerator choices.
+const (
+	AccelAuto = "auto"
+	AccelKVM  = "kvm"
+	AccelTCG  = "tcg"
+)
+
+// Defaults shared by both sides.
+const (
+	DefaultMemoryMiB         = 2048
+	DefaultAccelProbeTimeout = 5 * time.Second
+	DefaultShutdownTimeout   = 20 * time.Second
+	MinMemoryMiB             = 256
+	MaxMemoryMiB             = 1 << 20 // 1 TiB
+	MaxVCPUs                 = 255
+)
+
+// Duration is a time.Duration that reads and writes as "1m30s" in JSON.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Spec describes one VM.
+type Spec struct {
+	Version    int      `json:"version"`
+	Name       string   `json:"name"`
+	MemoryMiB  int      `json:"memoryMiB"`
+	VCPUs      int      `json:"vcpus"`
+	KernelArgs []string `json:"kernelArgs,omitempty"`
+	Accel      string   `json:"accel"`
+	// AccelProbeTimeout bounds how long a KVM boot may stay silent before
+	// bcvk-inner gives up on KVM and boots with TCG.
+	AccelProbeTimeout Duration `json:"accelProbeTimeout"`
+	// ShutdownTimeout bounds the wait for a guest power-off after SIGTERM.
+	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// SSHAuthorizedKey is the public key line to authorize for root.
+	SSHAuthorizedKey string `json:"sshAuthorizedKey,omitempty"`
+	// Console attaches the serial console to the container's stdio.
+	Console bool `json:"console"`
+}
+
+// New returns a spec with defaults filled in.
+func New() Spec {
+	return Spec{
+		Version:           Version,
+		MemoryMiB:         DefaultMemoryMiB,
+		VCPUs:             2,
+		Accel:             AccelAuto,
+		AccelProbeTimeout: Duration(DefaultAccelProbeTimeout),
+		ShutdownTimeout:   Duration(DefaultShutdownTimeout),
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// ValidateName checks a VM name: it becomes a container name.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("invalid name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// ValidateKernelArg rejects arguments that cannot be passed through a kernel
+// command line intact.
+func ValidateKernelArg(a string) error {
+	switch {
+	case a == "":
+		return errors.New("empty kernel argument")
+	case strings.ContainsAny(a, " \t\n\r\x00"):
+		return fmt.Errorf("kernel argument %q contains white space; pass each argument with its own --karg", a)
+	}
+	return nil
+}
+
+// Validate checks every field and returns all problems at once.
+func (s *Spec) Validate() error {
+	var errs []error
+	if s.Version != Version {
+		errs = append(errs, fmt.Errorf("spec version %d is not supported (this bcvk-inner speaks version %d): use a runner image that matches bcvk", s.Version, Version))
+	}
+	if s.Name != "" {
+		if err := ValidateName(s.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.MemoryMiB < MinMemoryMiB || s.MemoryMiB > MaxMemoryMiB {
+		errs = append(errs, fmt.Errorf("memory %d MiB is out of range: give between %d MiB and %d MiB", s.MemoryMiB, MinMemoryMiB, MaxMemoryMiB))
+	}
+	if s.VCPUs < 1 || s.VCPUs > MaxVCPUs {
+		errs = append(errs, fmt.Errorf("vcpus %d is out of range: give between 1 and %d", s.VCPUs, MaxVCPUs))
+	}
+	for _, a := range s.KernelArgs {
+		if err := ValidateKernelArg(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch s.Accel {
+	case AccelAuto, AccelKVM, AccelTCG:
+	default:
+		errs = append(errs, fmt.Errorf("accelerator %q is not known: use auto, kvm or tcg", s.Accel))
+	}
+	if s.AccelProbeTimeout <= 0 {
+		errs = append(errs, errors.New("the accelerator probe timeout must be positive"))
+	}
+	if s.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("the shutdown timeout must be positive"))
+	}
+	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {
+		errs = append(errs, errors.New("the SSH public key must be a single line"))
+	}
+	return errors.Join(errs...)
+}
+
+// Write stores the spec as JSON at path with mode 0600.
+func (s *Spec) Write(path string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+// Read loads and validates a spec.
+func Read(path string) (Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Spec{}, err
+	}
+	s := New()
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Spec{}, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return Spec{}, fmt.Errorf("invalid spec %s: %w", path, err)
+	}
+	return s, nil
+}

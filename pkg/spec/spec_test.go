@@ -1,0 +1,90 @@
+package spec
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"4G", 4 << 30}, {"4g", 4 << 30}, {"2048M", 2048 << 20}, {"512MiB", 512 << 20},
+		{"1T", 1 << 40}, {"64K", 64 << 10}, {"1024", 1024 << 20}, {"4096B", 4096}, {" 2G ", 2 << 30}, {"3GB", 3 << 30},
+	} {
+		got, err := ParseSize(tc.in, 1<<20)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "4Q", "G", "-1G", "1.5G", "4 G", "iB", "99999999999999999999", "9999999999T"} {
+		if _, err := ParseSize(bad, 1<<20); err == nil {
+			t.Errorf("ParseSize(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+func TestParseMemoryMiB(t *testing.T) {
+	if m, err := ParseMemoryMiB("4G"); err != nil || m != 4096 {
+		t.Fatalf("4G = %d, %v", m, err)
+	}
+	if m, err := ParseMemoryMiB("2048"); err != nil || m != 2048 {
+		t.Fatalf("2048 = %d, %v", m, err)
+	}
+	for _, bad := range []string{"4Q", "100M", "0", "1500K", "2T"} {
+		if _, err := ParseMemoryMiB(bad); err == nil {
+			t.Errorf("ParseMemoryMiB(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	s := New()
+	if err := s.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	s.VCPUs = 0
+	s.Accel = "hvf"
+	s.Name = "has space"
+	s.KernelArgs = []string{"a b"}
+	err := s.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{"vcpus 0", "accelerator \"hvf\"", "invalid name", "white space"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestWriteRead(t *testing.T) {
+	s := New()
+	s.Name = "vm1"
+	s.KernelArgs = []string{"quiet", "x=y"}
+	p := filepath.Join(t.TempDir(), "spec.json")
+	if err := s.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "vm1" || len(got.KernelArgs) != 2 || got.AccelProbeTimeout != s.AccelProbeTimeout {
+		t.Fatalf("round trip: %+v", got)
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"4G", "2048", "1MiB", "x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s, 1<<20)
+		if err == nil && n < 0 {
+			t.Fatalf("negative size %d for %q", n, s)
+		}
+	})
+}

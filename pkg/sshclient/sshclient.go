@@ -1,0 +1,59 @@
+// Package sshclient builds the ssh command lines bcvk runs inside the runner
+// container, where the guest's port 22 is forwarded to loopback.
+package sshclient
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Options are the fixed client options: the key is fresh per VM and the host
+// key is new on every boot, so known_hosts is neither read nor written.
+func Options(keyPath string, port int) []string {
+	return []string{
+		"-i", keyPath,
+		"-p", strconv.Itoa(port),
+		"-F", "none",
+		"-o", "IdentitiesOnly=yes",
+		"-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null",
+		"-o", "LogLevel=ERROR",
+		"-o", "ConnectTimeout=10",
+		"-o", "ServerAliveInterval=5",
+		"-o", "ServerAliveCountMax=6",
+		"-o", "BatchMode=yes",
+	}
+}
+
+// Args returns a whole ssh argument list (without "ssh"): the fixed options,
+// the user's extra options, the destination and, if any, the command. ssh
+// joins its command words with spaces for the remote shell, so each word is
+// quoted here to arrive as exactly one argument.
+func Args(keyPath string, port int, extra []string, user string, cmd []string) []string {
+	a := Options(keyPath, port)
+	a = append(a, extra...)
+	a = append(a, user+"@127.0.0.1")
+	if len(cmd) > 0 {
+		// No "--" here: ssh stops reading options at the destination, and
+		// would send a "--" on to the remote shell.
+		a = append(a, QuoteCommand(cmd))
+	}
+	return a
+}
+
+// QuoteCommand quotes words for a POSIX shell.
+func QuoteCommand(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = Quote(w)
+	}
+	return strings.Join(q, " ")
+}
+
+// Quote quotes one word for a POSIX shell; safe words stay as they are.
+func Quote(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,+@%") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
