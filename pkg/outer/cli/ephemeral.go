@@ -98,7 +98,7 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 			return ephemeral.RunSSH(cmd.Context(), pc, ephemeral.Options{
 				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 				RunnerImage: g.runnerImage, Version: version.Version,
-				Command: args[1:], Progress: g.progressMode(st.Err),
+				Command: commandAfter(args[1:]), Progress: g.progressMode(st.Err),
 			}, st)
 		},
 	}
@@ -106,4 +106,13 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 	c.Flags().SetInterspersed(false)
 	f.register(c.Flags())
 	return c
+}
+
+// commandAfter drops the "--" that separates a command from bcvk's own
+// arguments; flag parsing stops at IMAGE, so it arrives as an argument.
+func commandAfter(args []string) []string {
+	if len(args) > 0 && args[0] == "--" {
+		return args[1:]
+	}
+	return args
 }
