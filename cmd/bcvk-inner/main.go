@@ -15,5 +15,14 @@ func main() {
 		guestinit.Run()
 		return
 	}
+	if len(os.Args) == 4 && os.Args[1] == "initramfs" {
+		// bcvk-inner initramfs IMAGE-ROOT OUT: write the boot initramfs
+		// and print the kernel path (used by hack/bench.sh).
+		if err := supervisor.WriteInitramfs(os.Args[2], os.Args[3]); err != nil {
+			os.Stderr.WriteString("bcvk-inner: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		return
+	}
 	os.Exit(supervisor.Main(os.Args[1:], supervisor.DefaultOptions()))
 }

@@ -273,6 +273,19 @@ func (s *supervisor) chooseAccel() (string, bool, error) {
 	return spec.AccelKVM, true, nil
 }
 
+// WriteInitramfs writes the initramfs bcvk would boot the image at
+// imageRoot with, for benchmarks and debugging (`bcvk-inner initramfs`).
+func WriteInitramfs(imageRoot, out string) error {
+	s := &supervisor{table: proc.NewTable()}
+	defer s.table.Close()
+	k, err := kernel.Find(imageRoot)
+	if err != nil {
+		return err
+	}
+	fmt.Println(k.Image)
+	return s.buildInitramfs(k, out)
+}
+
 func (s *supervisor) buildInitramfs(k kernel.Kernel, path string) error {
 	self, err := os.Executable()
 	if err != nil {
