@@ -26,11 +26,17 @@ const (
 
 // Event is one line of the stream.
 type Event struct {
-	Time     time.Time `json:"time"`
-	Phase    string    `json:"phase"`
-	Message  string    `json:"message,omitempty"`
-	ExitCode *int      `json:"exitCode,omitempty"`
+	Time    time.Time `json:"time"`
+	Phase   string    `json:"phase"`
+	Message string    `json:"message,omitempty"`
+	// Code names a condition the host side acts on (see Code* constants).
+	Code     string `json:"code,omitempty"`
+	ExitCode *int   `json:"exitCode,omitempty"`
 }
+
+// CodeKVMUnusable marks the warning that KVM failed and TCG was used; the
+// host remembers it so later VMs skip the KVM attempt.
+const CodeKVMUnusable = "kvm-unusable"
 
 // Writer appends events to a file, one JSON object per line.
 type Writer struct {
@@ -44,6 +50,9 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 // Emit writes one event; errors are ignored because the events are advisory
 // and the VM must not stop because a reader went away.
 func (w *Writer) Emit(phase, msg string) { w.emit(Event{Phase: phase, Message: msg}) }
+
+// Warn emits a warning with a code.
+func (w *Writer) Warn(code, msg string) { w.emit(Event{Phase: PhaseWarning, Code: code, Message: msg}) }
 
 // Exited records how the VM ended.
 func (w *Writer) Exited(code int, msg string) {

@@ -220,7 +220,7 @@ func (s *supervisor) run(args []string) (int, error) {
 		if ok, why := vm.waitFirstOutput(time.Duration(s.sp.AccelProbeTimeout)); !ok {
 			msg := "KVM does not work here (" + why + "; nested KVM fails like this): booting again with TCG software emulation, which is slower"
 			logrus.Warn(msg)
-			s.ev.Emit(events.PhaseWarning, msg)
+			s.ev.Warn(events.CodeKVMUnusable, msg)
 			vm.kill()
 			cfg.Accel = spec.AccelTCG
 			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {

@@ -88,6 +88,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 	if sp.Name == "" {
 		sp.Name = RandomName()
 	}
+	ResolveAccel(&sp)
 	if err := sp.Validate(); err != nil {
 		return err
 	}
@@ -197,6 +198,9 @@ func WaitReady(ctx context.Context, pc *podman.Client, name, dir string, timeout
 			case events.PhaseWarning:
 				status.End(true)
 				logrus.Warn(e.Message)
+				if e.Code == events.CodeKVMUnusable {
+					RememberKVMUnusable(e.Message)
+				}
 			case events.PhaseError:
 				lastErr = e.Message
 			case events.PhaseExited:
