@@ -29,7 +29,6 @@ import (
 	"github.com/bcvk/bcvk/pkg/inner/qemu"
 	"github.com/bcvk/bcvk/pkg/inner/virtiofsd"
 	"github.com/bcvk/bcvk/pkg/spec"
-	"github.com/bcvk/bcvk/pkg/sshclient"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -47,11 +46,10 @@ const (
 // Named timeouts.
 const (
 	virtiofsdStartTimeout = 10 * time.Second
-	sshProbeInterval      = 100 * time.Millisecond
-	sshLoginRetry         = 500 * time.Millisecond
+	sshProbeInterval      = 200 * time.Millisecond
+	sshMaxProbes          = 6
 	sshBannerTimeout      = 15 * time.Second
 	kvmStatusInterval     = 50 * time.Millisecond
-	sshLoginTimeout       = 15 * time.Second
 	qmpTimeout            = 2 * time.Second
 	helperStopTimeout     = 2 * time.Second
 	rootTag               = "rootfs"
@@ -525,53 +523,61 @@ func (s *supervisor) exitStatus(v *vm) int {
 	return ExitQEMU
 }
 
-// probeSSH waits for the guest's sshd: a cheap banner check every interval
-// until sshd greets, then real logins, so that "ready" means a command will
-// run. Banner checks stop at the first greeting: OpenSSH 9.8+ penalises a
-// source that keeps connecting without logging in (PerSourcePenalties), and
-// all our connections come from one address.
+// probeSSH reports SSH ready when the guest's sshd greets. A greeting is
+// enough: the key arrives as a credential that systemd-tmpfiles installs in
+// sysinit.target, long before sshd starts, and a test login would cost a
+// whole session start (seconds under TCG) that the user's own login then
+// pays again.
+//
+// Probing through QEMU's user networking is tricky in two ways. Before the
+// guest has an address, QEMU accepts our connection and retries its SYN
+// towards the guest with growing back-off, so one probe can sit for
+// seconds after sshd is up. And OpenSSH 9.8+ penalises a source that opens
+// connections and closes them before logging in (PerSourcePenalties); all
+// our connections come from one address. So probes overlap: a new one
+// starts every interval while fewer than sshMaxProbes wait, each waits
+// patiently for its greeting, and the first greeting ends them all.
 func (s *supervisor) probeSSH(ctx context.Context, v *vm) {
 	addr := fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)
-	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan bool, sshMaxProbes)
+	inflight := 0
 	tick := time.NewTicker(sshProbeInterval)
 	defer tick.Stop()
-	greeted := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-v.qemu.Done():
 			return
-		case <-tick.C:
-		}
-		if !greeted {
-			if greeted = banner(addr); !greeted {
-				continue
+		case ok := <-results:
+			inflight--
+			if ok {
+				s.ev.Emit(events.PhaseSSH, "SSH is ready")
+				logrus.Info("SSH is ready")
+				return
 			}
-			tick.Reset(sshLoginRetry)
+		case <-tick.C:
+			if inflight < sshMaxProbes {
+				inflight++
+				go func() { results <- banner(pctx, addr) }()
+			}
 		}
-		lctx, cancel := context.WithTimeout(ctx, sshLoginTimeout)
-		err := s.table.Run(lctx, nil, append([]string{"ssh"}, sshclient.Args(key, spec.GuestSSHPort, nil, "root", []string{"true"})...)...)
-		cancel()
-		if err == nil {
-			s.ev.Emit(events.PhaseSSH, "SSH is ready")
-			logrus.Info("SSH is ready")
-			return
-		}
-		logrus.Infof("SSH login not possible yet: %v", err)
 	}
 }
 
-// banner reports whether an SSH server greets on addr. Through QEMU's user
-// networking a connect succeeds before the guest listens and is closed at
-// once, so only the greeting counts. The greeting itself can take a while
-// under TCG (sshd starts a session process first), so the wait for it is
-// long: giving up early and reconnecting is what gets a client penalised.
-func banner(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+// banner reports whether an SSH server greets on addr before ctx ends or
+// sshBannerTimeout passes. A connection that QEMU closes (the guest
+// refused it) ends the probe at once.
+func banner(ctx context.Context, addr string) bool {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return false
 	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(sshBannerTimeout))
 	buf := make([]byte, 4)
