@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -209,22 +210,14 @@ wait:
 // makes the VM boot fully and end by itself.
 func TestRunnerImageDirectly(t *testing.T) {
 	needPodman(t)
-	runner := env("BCVK_RUNNER_IMAGE", "")
-	if runner == "" {
-		out, err := exec.Command(bcvkBinary(t), "--version").Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := strings.Fields(string(out))
-		runner = "localhost/bcvk-runner:" + f[len(f)-1]
-	}
+	runner := runnerImage(t)
 	name := "bcvk-test-direct"
 	cleanupContainer(t, name)
 	cmd := exec.Command("podman", "run", "--rm", "--name", name,
 		"--mount", "type=image,source="+sampleImage()+",destination=/bcvk/image",
 		"--tmpfs", "/run", "--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096",
 		runner, "--accel", "tcg", "--memory", "1G", "--karg", "systemd.unit=poweroff.target")
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
@@ -245,6 +238,92 @@ func TestRunnerImageDirectly(t *testing.T) {
 			t.Errorf("console output lacks %q:\n%s", want, tail(out.String(), 40))
 		}
 	}
+}
+
+// `podman stop` sends SIGTERM to bcvk-inner, which asks the guest to power
+// off (ACPI through QMP) and exits 0 once it has; the console shows the
+// guest's own shutdown.
+func TestStopPowersOffGuest(t *testing.T) {
+	needPodman(t)
+	name := "bcvk-test-stop"
+	cleanupContainer(t, name)
+	cmd := exec.Command("podman", "run", "--rm", "--name", name,
+		"--mount", "type=image,source="+sampleImage()+",destination=/bcvk/image",
+		"--tmpfs", "/run", "--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096",
+		runnerImage(t), "--accel", "tcg", "--memory", "1G")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(bootTimeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+booted:
+	for {
+		select {
+		case <-tick.C:
+			if strings.Contains(out.String(), "login:") {
+				break booted
+			}
+		case err := <-done:
+			t.Fatalf("the VM ended before it booted: %v\n%s", err, tail(out.String(), 40))
+		case <-deadline:
+			t.Fatalf("no login prompt on the console:\n%s", tail(out.String(), 40))
+		}
+	}
+	if b, err := exec.Command("podman", "stop", "--time", "120", name).CombinedOutput(); err != nil {
+		t.Fatalf("podman stop: %v: %s", err, b)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("container exit: %v (want status 0: the guest powered off)\n%s", err, tail(out.String(), 30))
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("podman run did not end after podman stop")
+	}
+	for _, want := range []string{"asking the guest to power off", "reboot: Power down"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, tail(out.String(), 30))
+		}
+	}
+	if strings.Contains(out.String(), "resorting to SIGKILL") {
+		t.Error("podman had to kill the container")
+	}
+}
+
+func runnerImage(t *testing.T) string {
+	t.Helper()
+	if r := env("BCVK_RUNNER_IMAGE", ""); r != "" {
+		return r
+	}
+	out, err := exec.Command(bcvkBinary(t), "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(out))
+	return "localhost/bcvk-runner:" + f[len(f)-1]
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func tail(s string, n int) string {

@@ -173,6 +173,17 @@ func (s *supervisor) run(args []string) (int, error) {
 		}
 		return ExitSetup, err
 	}
+	vfsSocket := filepath.Join(s.o.RunDir, "virtiofs.sock")
+	vp, err := s.startVirtiofsd(vfsSocket)
+	if err != nil {
+		return ExitSetup, err
+	}
+	// Until QEMU owns it, virtiofsd is ours to stop on every early return.
+	defer func() {
+		if vp != nil {
+			vp.Signal(unix.SIGKILL)
+		}
+	}()
 	initrd := filepath.Join(s.o.RunDir, "initramfs.img")
 	if err := s.buildInitramfs(k, initrd); err != nil {
 		return ExitSetup, err
@@ -182,7 +193,7 @@ func (s *supervisor) run(args []string) (int, error) {
 		Binary: s.o.QEMU, Name: s.sp.Name, MemoryMiB: s.sp.MemoryMiB, VCPUs: s.sp.VCPUs,
 		Kernel: k.Image, Initramfs: initrd,
 		KernelArgs:     append(qemu.BaseKernelArgs(), s.sp.KernelArgs...),
-		VirtiofsSocket: filepath.Join(s.o.RunDir, "virtiofs.sock"),
+		VirtiofsSocket: vfsSocket,
 		RootTag:        rootTag,
 		SSHForwardPort: spec.GuestSSHPort,
 		QMPSocket:      filepath.Join(s.o.RunDir, "qmp.sock"),
@@ -210,7 +221,8 @@ func (s *supervisor) run(args []string) (int, error) {
 
 	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("kernel %s, %s, %d MiB, %d vCPUs", k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
 	cfg.Accel = accel
-	vm, err := s.start(cfg, consoleLog)
+	vm, err := s.start(cfg, consoleLog, vp)
+	vp = nil
 	if err != nil {
 		return ExitSetup, err
 	}
@@ -224,7 +236,7 @@ func (s *supervisor) run(args []string) (int, error) {
 			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
 				_ = consoleLog.Truncate(0)
 			}
-			if vm, err = s.start(cfg, consoleLog); err != nil {
+			if vm, err = s.start(cfg, consoleLog, nil); err != nil {
 				return ExitSetup, err
 			}
 		}
@@ -331,15 +343,24 @@ type vm struct {
 	qmpSocket       string
 }
 
-func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer) (*vm, error) {
-	_ = os.Remove(cfg.VirtiofsSocket)
+// startVirtiofsd starts virtiofsd on the image root without waiting for it,
+// so that it comes up while the initramfs is built.
+func (s *supervisor) startVirtiofsd(socket string) (*proc.Proc, error) {
+	_ = os.Remove(socket)
 	vfs := exec.Command(s.o.Virtiofsd, virtiofsd.Args(virtiofsd.Config{
-		Socket: cfg.VirtiofsSocket, SharedDir: s.o.ImageRoot, ReadOnly: true,
+		Socket: socket, SharedDir: s.o.ImageRoot, ReadOnly: true,
 	})...)
 	vfs.Stdout, vfs.Stderr = os.Stderr, os.Stderr
-	vp, err := s.table.Start("virtiofsd", vfs)
-	if err != nil {
-		return nil, err
+	return s.table.Start("virtiofsd", vfs)
+}
+
+// start waits for virtiofsd (starting one if vp is nil) and starts QEMU.
+func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer, vp *proc.Proc) (*vm, error) {
+	if vp == nil {
+		var err error
+		if vp, err = s.startVirtiofsd(cfg.VirtiofsSocket); err != nil {
+			return nil, err
+		}
 	}
 	if err := waitSocket(cfg.VirtiofsSocket, vp, virtiofsdStartTimeout); err != nil {
 		vp.Signal(unix.SIGKILL)
