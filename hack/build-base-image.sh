@@ -24,7 +24,9 @@ log() { echo "build-base-image: $*" >&2; }
 # hooks), so its hash identifies the inputs. The mirror is added because a
 # different mirror may serve different versions.
 self=$(readlink -f "${BASH_SOURCE[0]}")
-inputs=$( { cat "$self"; echo "$mirror"; } | sha256sum | cut -c1-32)
+# shellcheck source=hack/lib.sh
+. "$(dirname "$self")/lib.sh"
+inputs=$( { cat "$self" "$(dirname "$self")/lib.sh"; echo "$mirror"; } | sha256sum | cut -c1-32)
 have=$(podman image inspect --format '{{index .Labels "bcvk.inputs"}}' "$image" 2>/dev/null || true)
 if [ "$have" = "$inputs" ]; then
 	log "$image is up to date (bcvk.inputs=$inputs), skipping"
@@ -42,12 +44,7 @@ log "building $image from Debian $suite ($mirror)"
 # (podman provides both at run time). The others fail the build if the
 # binaries the runner calls are missing, rather than at the first VM launch.
 mmdebstrap --variant=apt --include="$packages" \
-	--aptopt='APT::Install-Recommends "false"' \
-	--aptopt='Acquire::Check-Valid-Until "false"' \
-	--dpkgopt='path-exclude=/usr/share/man/*' \
-	--dpkgopt='path-exclude=/usr/share/doc/*' \
-	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
-	--dpkgopt='path-exclude=/usr/share/locale/*' \
+	"${MMDEBSTRAP_SLIM[@]}" \
 	--customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
 	--customize-hook='test -x "$1/usr/libexec/virtiofsd" && test -x "$1/usr/bin/qemu-system-x86_64"' \
 	--customize-hook='if chroot "$1" dpkg -s qemu-system-gui >/dev/null 2>&1; then echo "qemu-system-gui was pulled in" >&2; exit 1; fi' \

@@ -28,7 +28,9 @@ log() { echo "build-sample-image: $*" >&2; }
 # Everything that decides the result lives in this file, so its hash (plus the
 # mirror, which decides package versions) identifies the inputs.
 self=$(readlink -f "${BASH_SOURCE[0]}")
-inputs=$( { cat "$self"; echo "$mirror"; } | sha256sum | cut -c1-32)
+# shellcheck source=hack/lib.sh
+. "$(dirname "$self")/lib.sh"
+inputs=$( { cat "$self" "$(dirname "$self")/lib.sh"; echo "$mirror"; } | sha256sum | cut -c1-32)
 up_to_date() {
 	local have
 	have=$(podman image inspect --format '{{index .Labels "bcvk.inputs"}}' "$1" 2>/dev/null || true)
@@ -140,12 +142,7 @@ if ! up_to_date "$image"; then
 		>"$tmp/50-bcvk.conf"
 	# Docs, man pages and translations are left out: nobody reads them there.
 	mmdebstrap --variant=minbase --include="$packages" \
-		--aptopt='APT::Install-Recommends "false"' \
-		--aptopt='Acquire::Check-Valid-Until "false"' \
-		--dpkgopt='path-exclude=/usr/share/man/*' \
-		--dpkgopt='path-exclude=/usr/share/doc/*' \
-		--dpkgopt='path-include=/usr/share/doc/*/copyright' \
-		--dpkgopt='path-exclude=/usr/share/locale/*' \
+		"${MMDEBSTRAP_SLIM[@]}" \
 		--essential-hook='mkdir -p "$1/etc/dracut.conf.d"' \
 		--essential-hook="upload $tmp/50-bcvk.conf /etc/dracut.conf.d/50-bcvk.conf" \
 		--quiet "$suite" "$tmp/root" "$mirror" >&2
