@@ -27,6 +27,8 @@ FIELD_TIMEOUT=${FIELD_TIMEOUT:-240}
 BCVK_TIMEOUT=${BCVK_TIMEOUT:-300}
 AUTO_RUN=${AUTO_RUN:-1}
 BUSY_WAIT=${BUSY_WAIT:-900}
+PROBE_CONNECT_TIMEOUT=${PROBE_CONNECT_TIMEOUT:-2}
+BENCH_LOGS=${BENCH_LOGS:-} # a directory to keep each run's output in
 CONTENDERS=${CONTENDERS:-floor bcvk field} # a subset, for trying the script out
 MEMORY_MIB=2048                       # bcvk's default --memory
 VCPUS=$(( $(nproc) < 4 ? $(nproc) : 4 )) # bcvk's default --vcpus: host CPUs, at most 4
@@ -79,14 +81,14 @@ cat >"$tmp/boot.sh" <<'EOF'
 #!/bin/bash
 set -euo pipefail
 export LC_ALL=C
-mode=$1 vcpus=$2 mem=$3 deadline_s=$4
+mode=$1 vcpus=$2 mem=$3 deadline_s=$4 connect_timeout=$5
 stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 stamp t_container
 img=/bcvk/image run=/run/bench
 mkdir -p "$run"
 fail() {
 	echo "boot.sh: $*" >&2
-	for f in console.log qemu.err virtiofsd.err ssh.err; do
+	for f in console.log qemu.err virtiofsd.err probe.log; do
 		[[ -s $run/$f ]] || continue
 		echo "--- last lines of $f:" >&2
 		tail -n 15 "$run/$f" | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g' >&2
@@ -99,7 +101,7 @@ trap 'exit 143' TERM INT
 # pkg/inner/qemu.BaseKernelArgs
 kargs="console=ttyS0,115200n8 selinux=0 panic=-1"
 # pkg/inner/virtiofsd.Args for a read-only share, minus the cache options.
-vfs=(--socket-path="$run/virtiofs.sock" --shared-dir="$img" --sandbox=none
+vfs=(--shared-dir="$img" --sandbox=none
 	--allow-mmap --log-level=error --readonly --modcaps=-mknod)
 handles=never
 case $mode in
@@ -134,26 +136,34 @@ cred=$({
 	printf 'f+~ /root/.ssh/authorized_keys 0600 root root - %s\n' "$keyb64"
 } | base64 -w0)
 
-start_virtiofsd() {
-	rm -f "$run/virtiofs.sock"
-	/usr/libexec/virtiofsd "${vfs[@]}" --inode-file-handles="$handles" 2>>"$run/virtiofsd.err" &
+start_virtiofsd() { # SOCKET
+	rm -f "$1"
+	/usr/libexec/virtiofsd "${vfs[@]}" --socket-path="$1" --inode-file-handles="$handles" 2>>"$run/virtiofsd.err" &
 	vfs_pid=$!
 	local i
 	for ((i = 0; i < 2000; i++)); do
-		[[ -S $run/virtiofs.sock ]] && return 0
+		[[ -S $1 ]] && return 0
 		kill -0 "$vfs_pid" 2>/dev/null || return 1
 		sleep 0.005
 	done
 	return 1
 }
+# Without CAP_DAC_READ_SEARCH (not among podman's defaults), virtiofsd 1.13
+# with file handles makes its socket and then dies: try it before the clock
+# runs, and use never if so (on an overlay store file handles fail anyway,
+# so fallback would mostly mean never).
+if [[ $handles = fallback ]]; then
+	if start_virtiofsd "$run/try.sock" && sleep 0.5 && kill -0 "$vfs_pid" 2>/dev/null; then
+		kill "$vfs_pid"
+	else
+		echo "BENCH_NOTE virtiofsd --inode-file-handles=fallback does not start here ($(tail -n1 "$run/virtiofsd.err" | sed 's/^\[[^]]*\] *//')): used never"
+		handles=never
+	fi
+	wait "$vfs_pid" 2>/dev/null || true
+fi
 # bcvk-inner emits its "kernel" event just before it starts virtiofsd.
 stamp t_kernel
-if ! start_virtiofsd; then
-	[[ $handles = fallback ]] || fail "virtiofsd did not start"
-	echo "BENCH_NOTE virtiofsd --inode-file-handles=fallback failed to start here ($(tail -n1 "$run/virtiofsd.err")); used never"
-	handles=never
-	start_virtiofsd || fail "virtiofsd did not start"
-fi
+start_virtiofsd "$run/virtiofs.sock" || fail "virtiofsd did not start"
 
 qemu=(-name bcvk-bench,debug-threads=on -nodefaults -no-user-config -display none -no-reboot
 	-machine q35 -accel tcg,tb-size=256 -cpu max
@@ -187,11 +197,21 @@ watch_pid=$!
 # PerSourcePenalties refuses a client that keeps connecting without logging
 # in. Until sshd listens, QEMU's user net closes the connection at once.
 ssh=(-i "$run/key" -p 2222 -F none -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
-	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=2 -o BatchMode=yes)
+	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout="$connect_timeout" -o BatchMode=yes)
 tries=1
 stamp now
 deadline=$((now + deadline_s * 1000000))
-until timeout 20 ssh "${ssh[@]}" root@127.0.0.1 true </dev/null 2>>"$run/ssh.err"; do
+# probe: one login try, logged with when it started and how long it took.
+probe() {
+	local a b rc=0
+	stamp a
+	timeout 20 ssh "${ssh[@]}" root@127.0.0.1 true </dev/null 2>"$run/ssh.last" || rc=$?
+	stamp b
+	cat "$run/ssh.last" >>"$run/ssh.err"
+	echo "+$(((a - t_kernel) / 1000))ms took $(((b - a) / 1000))ms status $rc: $(tr '\n' ' ' <"$run/ssh.last")" >>"$run/probe.log"
+	return "$rc"
+}
+until probe; do
 	kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited before SSH was ready"
 	stamp now
 	((now < deadline)) || fail "no SSH login within ${deadline_s}s"
@@ -203,6 +223,8 @@ kill "$watch_pid" 2>/dev/null || true
 t_booting=$(cat "$run/t_booting" 2>/dev/null || echo 0)
 t_systemd=$(cat "$run/t_systemd" 2>/dev/null || echo 0)
 refused=$(grep -c 'Not allowed at this time' "$run/ssh.err" 2>/dev/null || true)
+echo "--- SSH probe, times since QEMU start:" >&2
+tail -n 30 "$run/probe.log" >&2
 echo "BENCH t_container=$t_container t_initramfs=$t_initramfs t_kernel=$t_kernel t_booting=$t_booting t_systemd=$t_systemd t_ssh=$t_ssh tries=$tries refused=${refused:-0} handles=$handles"
 # bcvk removes its container with --time 0, which kills QEMU; so do we.
 kill -9 "$qemu_pid" "$vfs_pid" 2>/dev/null || true
@@ -253,6 +275,10 @@ overlap_end() { # contender run file
 	((n == 0)) || note "$1 run $2 shared the machine with another VM for about ${n}s: it is likely slow"
 }
 
+keep_log() { # copy a run's output to BENCH_LOGS
+	[[ -z $BENCH_LOGS ]] || { mkdir -p "$BENCH_LOGS" && cp "$@" "$BENCH_LOGS/"; }
+}
+
 fail_run() { # contender run log message
 	echo "bench: $1 run $2 failed: $4; its output:" >&2
 	tail -n 40 "$3" >&2 || true
@@ -278,10 +304,11 @@ raw_boot() {
 		--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc_limit:$nproc_limit" \
 		--security-opt label=disable \
 		--entrypoint /bin/bash "$RUNNER_IMAGE" \
-		/bench/boot.sh "$mode" "$VCPUS" "$MEMORY_MIB" "$timeout_s" >"$log" 2>&1 || rc=$?
+		/bench/boot.sh "$mode" "$VCPUS" "$MEMORY_MIB" "$timeout_s" "$PROBE_CONNECT_TIMEOUT" >"$log" 2>&1 || rc=$?
 	stamp t1
 	overlap_end "$mode" "$i" "$tmp/$mode-$i.overlap"
 	podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true
+	keep_log "$log"
 	local line
 	line=$(grep '^BENCH ' "$log" | tail -n1 || true)
 	if ((rc != 0)) || [[ -z $line ]]; then
@@ -343,6 +370,7 @@ bcvk_run() {
 	kill "$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
 	podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true
+	keep_log "$log" "$ev" 2>/dev/null || true
 	if ((rc != 0)); then
 		fail_run "$contender" "$i" "$log" "exit status $rc"
 		[[ -s $ev ]] && { echo "--- its events:"; cat "$ev"; } >&2

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/bcvk/bcvk/pkg/inner/guestinit"
+	"github.com/bcvk/bcvk/pkg/inner/proxy"
 	"github.com/bcvk/bcvk/pkg/inner/supervisor"
 )
 
@@ -20,6 +21,14 @@ func main() {
 		// and print the kernel path (used by hack/bench.sh).
 		if err := supervisor.WriteInitramfs(os.Args[2], os.Args[3]); err != nil {
 			os.Stderr.WriteString("bcvk-inner: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "proxy" {
+		// bcvk-inner proxy ADDR: an ssh ProxyCommand (bcvk ephemeral ssh-config).
+		if err := proxy.Run(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			os.Stderr.WriteString("bcvk-inner proxy: " + err.Error() + "\n")
 			os.Exit(1)
 		}
 		return

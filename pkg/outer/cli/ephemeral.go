@@ -18,7 +18,16 @@ func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
 		Use:   "ephemeral",
 		Short: "Boot bootc images as throw-away VMs",
 	}
-	c.AddCommand(newRunSSHCommand(g, st))
+	c.AddCommand(
+		newRunCommand(g, st),
+		newRunSSHCommand(g, st),
+		newSSHCommand(g, st),
+		newPsCommand(g, st),
+		newRmCommand(g, st),
+		newRmAllCommand(g, st),
+		newLogsCommand(g, st),
+		newSSHConfigCommand(g, st),
+	)
 	return c
 }
 

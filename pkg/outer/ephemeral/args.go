@@ -23,19 +23,23 @@ type ContainerConfig struct {
 	NProc       uint64
 	StopTimeout int // seconds
 	Labels      map[string]string
+	Remove      bool // --rm: podman removes the container when the VM ends
 }
 
 // PodmanRunArgs returns the `podman run` argument list (without "podman").
 func PodmanRunArgs(c ContainerConfig) []string {
-	a := []string{
-		"run", "--detach",
-		"--name", c.Name,
-		"--label", spec.LabelEphemeral + "=1",
-		"--label", spec.LabelName + "=" + c.Name,
-		"--label", spec.LabelImage + "=" + c.Image,
-		"--label", spec.LabelVersion + "=" + c.Version,
-		"--label", spec.LabelStateDir + "=" + c.StateDir,
+	a := []string{"run", "--detach"}
+	if c.Remove {
+		a = append(a, "--rm")
 	}
+	a = append(a,
+		"--name", c.Name,
+		"--label", spec.LabelEphemeral+"=1",
+		"--label", spec.LabelName+"="+c.Name,
+		"--label", spec.LabelImage+"="+c.Image,
+		"--label", spec.LabelVersion+"="+c.Version,
+		"--label", spec.LabelStateDir+"="+c.StateDir,
+	)
 	for _, k := range sortedKeys(c.Labels) {
 		a = append(a, "--label", k+"="+c.Labels[k])
 	}

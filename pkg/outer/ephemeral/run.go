@@ -56,6 +56,9 @@ type Options struct {
 	Version      string
 	Command      []string
 	Progress     progress.Mode
+	Labels       map[string]string
+	// Remove makes podman remove the container when the VM ends (--rm).
+	Remove bool
 }
 
 // RunSSH boots Image, waits for SSH, runs Command (or a shell) and removes
@@ -63,26 +66,40 @@ type Options struct {
 // command's status when the command ran.
 func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err error) {
 	status := progress.New(st.Err, o.Progress)
-	defer func() {
-		if err != nil {
-			status.End(false)
-		} else {
-			status.End(true)
-		}
-	}()
 	var cl cleanups
 	defer func() {
+		status.End(err == nil)
 		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		if cerr := cl.run(cctx); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
 		}
 	}()
+	vm, err := Launch(ctx, pc, o, status, &cl)
+	if err != nil {
+		return err
+	}
+	if err := WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
+		return err
+	}
+	status.End(true)
+	return ExecSSH(ctx, pc, vm.Name, nil, o.Command, st)
+}
 
+// Launched is a VM whose container has been started.
+type Launched struct {
+	Name     string
+	StateDir string
+}
+
+// Launch checks the host and images, prepares the VM's state directory
+// (spec and a fresh SSH key) and starts its container. What it creates is
+// registered in cl, for the caller to keep or remove.
+func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.Status, cl *cleanups) (*Launched, error) {
 	status.Start("Checking podman and images")
 	img, err := Preflight(ctx, pc, o.Image, o.RunnerImage)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sp := o.Spec
 	if sp.Name == "" {
@@ -90,24 +107,24 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 	}
 	ResolveAccel(&sp)
 	if err := sp.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	dir, err := NewStateDir(sp.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cl.add(func(context.Context) error { return os.RemoveAll(dir) })
 
 	key, err := sshkey.Generate("bcvk-" + sp.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := key.Write(filepath.Join(dir, spec.SSHKeyFile)); err != nil {
-		return err
+		return nil, err
 	}
 	sp.SSHAuthorizedKey = key.Public
 	if err := sp.Write(filepath.Join(dir, spec.SpecFile)); err != nil {
-		return err
+		return nil, err
 	}
 
 	nofile, nproc := Rlimits()
@@ -115,6 +132,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage,
 		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
+		Labels: o.Labels, Remove: o.Remove,
 	})
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.
@@ -126,17 +144,12 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 	_, err = pc.Run(rctx, args)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("starting the VM container: %w", err)
+		return nil, fmt.Errorf("starting the VM container: %w", err)
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-
-	if err := WaitReady(ctx, pc, sp.Name, dir, o.ReadyTimeout, status); err != nil {
-		return err
-	}
-	status.End(true)
-	return execSSH(ctx, pc, sp.Name, o.Command, st)
+	return &Launched{Name: sp.Name, StateDir: dir}, nil
 }
 
 // Preflight checks podman, the image and the runner image, and returns the
@@ -252,9 +265,11 @@ func consoleTail(dir string) string {
 	return "\nLast console lines:\n  " + strings.Join(lines, "\n  ")
 }
 
-func execSSH(ctx context.Context, pc *podman.Client, name string, cmd []string, st Streams) error {
+// ExecSSH runs ssh in the VM's container with the user's extra ssh options
+// and command, passing the streams through.
+func ExecSSH(ctx context.Context, pc *podman.Client, name string, sshOpts, cmd []string, st Streams) error {
 	interactive := len(cmd) == 0 && isTerminal(st.In) && isTerminal(st.Out)
-	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, nil, "root", cmd)
+	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, sshOpts, "root", cmd)
 	argv := append([]string{pc.Binary}, ExecSSHArgs(name, interactive, sshArgs)...)
 	err := command.Run(ctx, command.Cmd{
 		Argv: argv, Stdin: st.In, Stdout: st.Out, Stderr: st.Err,
@@ -350,6 +365,7 @@ func hasKVM() bool {
 	return err == nil
 }
 
+// cleanups are undo steps, run in reverse order.
 type cleanups []func(context.Context) error
 
 func (c *cleanups) add(f func(context.Context) error) { *c = append(*c, f) }

@@ -104,6 +104,12 @@ func (c *Client) Run(ctx context.Context, args []string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// Stop stops a container, giving it timeout seconds before SIGKILL.
+func (c *Client) Stop(ctx context.Context, name string, timeout int) error {
+	_, err := c.Output(ctx, "stop", "--ignore", "--time", fmt.Sprint(timeout), name)
+	return err
+}
+
 // Remove force-removes containers at once; names that do not exist are fine.
 func (c *Client) Remove(ctx context.Context, names ...string) error {
 	if len(names) == 0 {
@@ -128,12 +134,14 @@ func (c *Client) Wait(ctx context.Context, name string) (int, error) {
 
 // Container is the part of `podman ps --format json` that bcvk uses.
 type Container struct {
-	ID     string            `json:"Id"`
-	Names  []string          `json:"Names"`
-	Image  string            `json:"Image"`
-	State  string            `json:"State"`
-	Labels map[string]string `json:"Labels"`
-	Status string            `json:"Status"`
+	ID       string            `json:"Id"`
+	Names    []string          `json:"Names"`
+	Image    string            `json:"Image"`
+	State    string            `json:"State"`
+	Labels   map[string]string `json:"Labels"`
+	Status   string            `json:"Status"`
+	Created  int64             `json:"Created"`
+	ExitCode int               `json:"ExitCode"`
 }
 
 // List returns all containers (running or not) that carry label (k=v).

@@ -1,0 +1,360 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/bcvk/bcvk/pkg/version"
+	"github.com/spf13/cobra"
+)
+
+// runFlags are `ephemeral run`'s own flags on top of the VM flags.
+type runFlags struct {
+	vmFlags
+	detach  bool
+	remove  bool
+	console bool
+	labels  []string
+}
+
+func parseLabels(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, l := range in {
+		k, v, ok := strings.Cut(l, "=")
+		switch {
+		case !ok || k == "":
+			return nil, usageError{fmt.Errorf("--label %q: use KEY=VALUE", l)}
+		case strings.HasPrefix(k, "bcvk."):
+			return nil, usageError{fmt.Errorf("--label %q: keys starting with bcvk. are bcvk's own", l)}
+		case strings.ContainsAny(k, " \t\n"):
+			return nil, usageError{fmt.Errorf("--label %q: a key cannot contain white space", l)}
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newRunCommand(g *globals, st Streams) *cobra.Command {
+	var f runFlags
+	c := &cobra.Command{
+		Use:     "run IMAGE",
+		Aliases: []string{},
+		Short:   "Boot IMAGE as an ephemeral VM",
+		Long: `Boot IMAGE as an ephemeral VM. In the foreground (the default) bcvk waits until
+the VM answers SSH, says how to reach it, and stays until the VM ends; Ctrl-C
+asks the guest to power off. With -d it prints the VM's name once the VM is up
+and returns. The VM's root is writable but nothing is written to the image.`,
+		Example: `  bcvk ephemeral run -d --name dev localhost/bcvk-sample:latest
+  bcvk ephemeral ssh dev -- systemctl status
+  bcvk ephemeral rm -f dev`,
+		Args: exactArgs(1, "IMAGE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sp, err := f.spec()
+			if err != nil {
+				return err
+			}
+			labels, err := parseLabels(f.labels)
+			if err != nil {
+				return err
+			}
+			if f.detach && f.console {
+				return usageError{errors.New("--console needs the foreground: leave out -d, or use `bcvk ephemeral logs -f NAME`")}
+			}
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			if sp.Name != "" {
+				if _, err := ephemeral.Find(cmd.Context(), pc, sp.Name); err == nil {
+					return fmt.Errorf("a VM named %q exists already: choose another --name or remove it (bcvk ephemeral rm -f %s)", sp.Name, sp.Name)
+				}
+			}
+			_ = ephemeral.PruneStateDirs(cmd.Context(), pc)
+			return ephemeral.Run(cmd.Context(), pc, ephemeral.Options{
+				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
+				RunnerImage: g.runnerImage, Version: version.Version,
+				Progress: g.progressMode(st.Err), Labels: labels, Remove: f.remove,
+			}, ephemeral.RunMode{Detach: f.detach, Console: f.console}, st)
+		},
+	}
+	f.register(c.Flags())
+	fl := c.Flags()
+	fl.BoolVarP(&f.detach, "detach", "d", false, "return once the VM is up, printing its name")
+	fl.BoolVar(&f.remove, "rm", false, "remove the VM when it ends")
+	fl.BoolVar(&f.console, "console", false, "show the guest's serial console on stdout")
+	fl.StringArrayVar(&f.labels, "label", nil, "set a label KEY=VALUE on the VM's container (repeatable)")
+	return c
+}
+
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s needs %s\nSee '%s --help'.", cmd.Name(), names, cmd.CommandPath())}
+		}
+		return nil
+	}
+}
+
+func newSSHCommand(g *globals, st Streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ssh NAME [SSH-OPTIONS...] [-- COMMAND [ARG...]]",
+		Short: "Run a command (or a shell) in a running ephemeral VM over SSH",
+		Long: `Connect to a running ephemeral VM over SSH. Options before "--" go to ssh
+(for example -v, -L 8080:localhost:80); the command and its arguments come after
+"--". Waits until the VM answers SSH; exits with the command's status.`,
+		Example: `  bcvk ephemeral ssh dev
+  bcvk ephemeral ssh dev -v -- uname -a
+  bcvk ephemeral ssh dev -L 8080:localhost:80`,
+		// ssh's own options are not ours to parse.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+				if len(args) == 0 {
+					return usageError{fmt.Errorf("ssh needs the NAME of a VM\nSee '%s --help'.", cmd.CommandPath())}
+				}
+				return cmd.Help()
+			}
+			name, rest := args[0], args[1:]
+			var opts, command []string
+			for i, a := range rest {
+				if a == "--" {
+					command = rest[i+1:]
+					break
+				}
+				opts = append(opts, a)
+			}
+			if len(command) == 0 && len(opts) > 0 && !strings.HasPrefix(opts[len(opts)-1], "-") && !takesValue(opts) {
+				return usageError{fmt.Errorf("put the command after \"--\": bcvk ephemeral ssh %s [SSH-OPTIONS] -- COMMAND", name)}
+			}
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			vm, err := ephemeral.Find(ctx, pc, name)
+			if err != nil {
+				return err
+			}
+			if vm.State != "running" {
+				return fmt.Errorf("VM %q is not running (its container is %s): start a new one with `bcvk ephemeral run`", name, vm.State)
+			}
+			if !vm.Ready {
+				status := progress.New(st.Err, g.progressMode(st.Err))
+				status.Start("Waiting for " + name)
+				err := ephemeral.WaitReady(ctx, pc, name, vm.StateDir, ephemeral.DefaultReadyTimeout, status)
+				status.End(err == nil)
+				if err != nil {
+					return err
+				}
+			}
+			return ephemeral.ExecSSH(ctx, pc, name, opts, command, st)
+		},
+	}
+	return c
+}
+
+// takesValue reports whether the last ssh option expects a value, as in
+// "-L 8080:localhost:80", so that the value is not taken for a command.
+func takesValue(opts []string) bool {
+	if len(opts) < 2 {
+		return false
+	}
+	prev := opts[len(opts)-2]
+	return len(prev) == 2 && prev[0] == '-' && strings.ContainsRune("BbcDEeFIiJLlmOoPpRSWw", rune(prev[1]))
+}
+
+func newPsCommand(g *globals, st Streams) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "ps",
+		Short: "List ephemeral VMs",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			vms, err := ephemeral.List(cmd.Context(), pc)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(st.Out, vms)
+			}
+			tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tSSH\tCREATED")
+			for _, vm := range vms {
+				ssh := "-"
+				if vm.Ready {
+					ssh = "ready"
+				} else if vm.State == "running" {
+					ssh = "booting"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", vm.Name, vm.Image, vm.State, ssh, ago(vm.Created))
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func ago(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Format("2006-01-02")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newRmCommand(g *globals, st Streams) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "rm NAME...",
+		Short: "Remove ephemeral VMs (running ones with -f)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("rm needs the NAME of at least one VM\nSee '%s --help'.", cmd.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			if err := ephemeral.Remove(cmd.Context(), pc, args, force); err != nil {
+				return err
+			}
+			for _, n := range args {
+				fmt.Fprintln(st.Out, n)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "stop running VMs, and ignore VMs that do not exist")
+	return c
+}
+
+func newRmAllCommand(g *globals, st Streams) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "rm-all",
+		Short: "Remove every ephemeral VM (asks first unless -f)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if !force {
+				vms, err := ephemeral.List(ctx, pc)
+				if err != nil {
+					return err
+				}
+				if len(vms) == 0 {
+					return ephemeral.PruneStateDirs(ctx, pc)
+				}
+				names := make([]string, len(vms))
+				for i, vm := range vms {
+					names[i] = vm.Name
+				}
+				fmt.Fprintf(st.Err, "Remove %d VM(s): %s? [y/N] ", len(vms), strings.Join(names, ", "))
+				line, _ := bufio.NewReader(st.In).ReadString('\n')
+				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+					return errors.New("nothing removed (answer y, or use -f)")
+				}
+			}
+			removed, err := ephemeral.RemoveAll(ctx, pc)
+			for _, n := range removed {
+				fmt.Fprintln(st.Out, n)
+			}
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&force, "force", "f", false, "do not ask")
+	return c
+}
+
+func newLogsCommand(g *globals, st Streams) *cobra.Command {
+	var follow bool
+	c := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Show an ephemeral VM's serial console",
+		Args:  exactArgs(1, "the NAME of a VM"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			vm, err := ephemeral.Find(ctx, pc, args[0])
+			if err != nil {
+				return err
+			}
+			path := filepath.Join(vm.StateDir, spec.ConsoleFile)
+			stop := make(chan struct{})
+			if !follow || vm.State != "running" {
+				close(stop)
+			} else {
+				go func() {
+					_, _ = pc.Wait(ctx, vm.ID)
+					close(stop)
+				}()
+			}
+			return ephemeral.Follow(ctx, path, st.Out, stop)
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the VM ends")
+	return c
+}
+
+func newSSHConfigCommand(g *globals, st Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ssh-config NAME",
+		Short: "Print an ssh_config entry for a VM, for ssh, scp, rsync and ansible",
+		Long: `Print an ssh_config(5) entry for a running VM. The connection goes through
+podman exec into the VM's container, so nothing listens on a host port.`,
+		Example: `  bcvk ephemeral ssh-config dev > dev.sshconfig
+  ssh -F dev.sshconfig dev uname -a
+  scp -F dev.sshconfig file.txt dev:/tmp/
+  rsync -e 'ssh -F dev.sshconfig' -a dir/ dev:/srv/`,
+		Args: exactArgs(1, "the NAME of a VM"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pc, err := podman.New()
+			if err != nil {
+				return err
+			}
+			vm, err := ephemeral.Find(cmd.Context(), pc, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(st.Out, ephemeral.SSHConfig(pc.Binary, vm.Name, vm.StateDir))
+			return nil
+		},
+	}
+}
+
