@@ -6,6 +6,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -46,8 +47,9 @@ const (
 // Named timeouts.
 const (
 	virtiofsdStartTimeout = 10 * time.Second
-	sshProbeInterval      = 200 * time.Millisecond
-	sshMaxProbes          = 6
+	sshProbeInterval      = 100 * time.Millisecond
+	sshProbeShortWait     = 2 * time.Second
+	sshProbeMaxShort      = 15 // silent short probes before waiting longer anyway
 	sshBannerTimeout      = 15 * time.Second
 	kvmStatusInterval     = 50 * time.Millisecond
 	qmpTimeout            = 2 * time.Second
@@ -550,58 +552,78 @@ func (s *supervisor) exitStatus(v *vm) int {
 // whole session start (seconds under TCG) that the user's own login then
 // pays again.
 //
-// Probing through QEMU's user networking is tricky in two ways. Before the
-// guest has an address, QEMU accepts our connection and retries its SYN
-// towards the guest with growing back-off, so one probe can sit for
-// seconds after sshd is up. And OpenSSH 9.8+ penalises a source that opens
-// connections and closes them before logging in (PerSourcePenalties); all
-// our connections come from one address. So probes overlap: a new one
-// starts every interval while fewer than sshMaxProbes wait, each waits
-// patiently for its greeting, and the first greeting ends them all.
+// Probing through QEMU's user networking has two traps:
+//   - Before the guest has an address, QEMU accepts our connection and
+//     retries its SYN towards the guest with growing back-off: one probe can
+//     sit for many seconds after sshd is up. So while the guest has never
+//     answered, a silent probe is dropped after a short wait and a fresh one
+//     sends a fresh SYN.
+//   - OpenSSH 9.8+ penalises a source whose connections close before they
+//     log in (PerSourcePenalties: blocked after about 15 of them), and all
+//     our connections come from one address. So probes run one at a time,
+//     and once the guest has refused a connection (it has an address, so a
+//     silent connection means sshd accepted it and is slow to greet) each
+//     probe waits longer for the greeting.
 func (s *supervisor) probeSSH(ctx context.Context, v *vm) {
 	addr := fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	results := make(chan bool, sshMaxProbes)
-	inflight := 0
-	tick := time.NewTicker(sshProbeInterval)
-	defer tick.Stop()
+	wait := sshProbeShortWait
+	guestAnswered := false
+	silent := 0
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-v.qemu.Done():
 			return
-		case ok := <-results:
-			inflight--
-			if ok {
-				s.ev.Emit(events.PhaseSSH, "SSH is ready")
-				logrus.Info("SSH is ready")
-				return
-			}
-		case <-tick.C:
-			if inflight < sshMaxProbes {
-				inflight++
-				go func() { results <- banner(pctx, addr) }()
+		case <-pause.C:
+		}
+		switch banner(ctx, addr, wait) {
+		case probeGreeted:
+			s.ev.Emit(events.PhaseSSH, "SSH is ready")
+			logrus.Info("SSH is ready")
+			return
+		case probeRefused:
+			guestAnswered, silent, wait = true, 0, sshProbeShortWait
+		case probeSilent:
+			silent++
+			if guestAnswered || silent >= sshProbeMaxShort {
+				wait = min(2*wait, sshBannerTimeout)
 			}
 		}
+		pause.Reset(sshProbeInterval)
 	}
 }
 
-// banner reports whether an SSH server greets on addr before ctx ends or
-// sshBannerTimeout passes. A connection that QEMU closes (the guest
-// refused it) ends the probe at once.
-func banner(ctx context.Context, addr string) bool {
+type probeResult int
+
+const (
+	probeFailed  probeResult = iota // could not connect at all
+	probeRefused                    // closed at once: nothing listens in the guest yet
+	probeSilent                     // no greeting within the wait
+	probeGreeted                    // "SSH-" arrived
+)
+
+// banner makes one connection to addr and waits up to wait for a greeting.
+func banner(ctx context.Context, addr string, wait time.Duration) probeResult {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return false
+		return probeFailed
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(sshBannerTimeout))
+	_ = c.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 4)
 	_, err = io.ReadFull(c, buf)
-	return err == nil && string(buf) == "SSH-"
+	var ne net.Error
+	switch {
+	case err == nil && string(buf) == "SSH-":
+		return probeGreeted
+	case errors.As(err, &ne) && ne.Timeout():
+		return probeSilent
+	}
+	return probeRefused
 }

@@ -357,4 +357,3 @@ podman exec into the VM's container, so nothing listens on a host port.`,
 		},
 	}
 }
-

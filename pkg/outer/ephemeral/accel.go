@@ -51,7 +51,7 @@ func ResolveAccel(sp *spec.Spec) {
 	if json.Unmarshal(b, &v) != nil || v.BootID == "" || v.BootID != bootID() {
 		return
 	}
-	logrus.Warnf("KVM did not work on this host earlier (%s); using TCG software emulation. Remove %s to try KVM again.", v.Reason, path)
+	logrus.Infof("KVM did not work on this host earlier (%s); using TCG software emulation. Remove %s to try KVM again.", v.Reason, path)
 	sp.Accel = spec.AccelTCG
 }
 

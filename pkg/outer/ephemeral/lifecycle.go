@@ -121,4 +121,3 @@ func SSHConfig(podmanBin, name, stateDir string) string {
 		sshclient.Quote(podmanBin), sshclient.Quote(name), spec.GuestSSHPort)
 	return b.String()
 }
-
