@@ -37,6 +37,9 @@ const (
 	// GuestSSHPort is the port QEMU forwards to the guest's port 22, on the
 	// container's loopback only.
 	GuestSSHPort = 2222
+	// GuestNetProbePort is forwarded to the guest's port 1, where nothing
+	// listens: a refusal there says the guest has its network address.
+	GuestNetProbePort = 2223
 )
 
 // Accelerator choices.

@@ -24,7 +24,10 @@ type Config struct {
 	// SSHForwardPort is the port on the container's loopback that QEMU
 	// forwards to the guest's port 22.
 	SSHForwardPort int
-	QMPSocket      string
+	// NetProbePort is forwarded to the guest's port 1 (nothing listens
+	// there) to learn when the guest is on the network.
+	NetProbePort int
+	QMPSocket    string
 	// SMBIOSCredentials are values for -smbios type=11 (see package credential).
 	SMBIOSCredentials []string
 	// VsockCID adds a vhost-vsock device when non-zero.
@@ -72,7 +75,7 @@ func Args(c Config) []string {
 		"-append", strings.Join(c.KernelArgs, " "),
 		"-chardev", "socket,id=rootfs,path="+c.VirtiofsSocket,
 		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag="+c.RootTag,
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", c.SSHForwardPort),
+		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort),
 		// romfile= skips the iPXE ROM: nothing boots from the network.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",

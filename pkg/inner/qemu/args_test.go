@@ -10,7 +10,7 @@ func TestArgsTCG(t *testing.T) {
 		Name: "vm1", Accel: "tcg", MemoryMiB: 2048, VCPUs: 2,
 		Kernel: "/img/usr/lib/modules/6.1/vmlinuz", Initramfs: "/run/bcvk/initramfs.img",
 		KernelArgs:     []string{"console=ttyS0,115200n8", "quiet"},
-		VirtiofsSocket: "/run/bcvk/virtiofs.sock", RootTag: "rootfs", SSHForwardPort: 2222,
+		VirtiofsSocket: "/run/bcvk/virtiofs.sock", RootTag: "rootfs", SSHForwardPort: 2222, NetProbePort: 2223,
 		QMPSocket: "/run/bcvk/qmp.sock", SMBIOSCredentials: []string{"io.systemd.credential.binary:a=Yg=="},
 	})
 	want := []string{
@@ -25,7 +25,7 @@ func TestArgsTCG(t *testing.T) {
 		"-append", "console=ttyS0,115200n8 quiet",
 		"-chardev", "socket,id=rootfs,path=/run/bcvk/virtiofs.sock",
 		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag=rootfs",
-		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
 		"-chardev", "stdio,id=console,signal=off",

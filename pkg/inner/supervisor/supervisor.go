@@ -48,8 +48,8 @@ const (
 const (
 	virtiofsdStartTimeout = 10 * time.Second
 	sshProbeInterval      = 100 * time.Millisecond
-	sshProbeShortWait     = 2 * time.Second
-	sshProbeMaxShort      = 15 // silent short probes before waiting longer anyway
+	sshProbeShortWait     = time.Second
+	sshProbeMaxShort      = 120 // silent network probes before probing sshd anyway
 	sshBannerTimeout      = 15 * time.Second
 	kvmStatusInterval     = 50 * time.Millisecond
 	qmpTimeout            = 2 * time.Second
@@ -198,6 +198,7 @@ func (s *supervisor) run(args []string) (int, error) {
 		VirtiofsSocket: vfsSocket,
 		RootTag:        rootTag,
 		SSHForwardPort: spec.GuestSSHPort,
+		NetProbePort:   spec.GuestNetProbePort,
 		QMPSocket:      filepath.Join(s.o.RunDir, "qmp.sock"),
 	}
 	if cfg.Name == "" {
@@ -554,20 +555,22 @@ func (s *supervisor) exitStatus(v *vm) int {
 //
 // Probing through QEMU's user networking has two traps:
 //   - Before the guest has an address, QEMU accepts our connection and
-//     retries its SYN towards the guest with growing back-off: one probe can
-//     sit for many seconds after sshd is up. So while the guest has never
-//     answered, a silent probe is dropped after a short wait and a fresh one
-//     sends a fresh SYN.
-//   - OpenSSH 9.8+ penalises a source whose connections close before they
-//     log in (PerSourcePenalties: blocked after about 15 of them), and all
-//     our connections come from one address. So probes run one at a time,
-//     and once the guest has refused a connection (it has an address, so a
-//     silent connection means sshd accepted it and is slow to greet) each
-//     probe waits longer for the greeting.
+//     retries its SYN towards the guest with growing back-off, even after we
+//     close our end: a probe can sit for many seconds after sshd is up, and
+//     a probe we gave up on reaches sshd later anyway.
+//   - OpenSSH 9.8+ blocks a source after about 15 connections that close
+//     without logging in (PerSourcePenalties), and all our connections come
+//     from one address.
+//
+// So first the guest's network is probed on a port where nothing listens
+// (spec.GuestNetProbePort, forwarded to the guest's port 1): silent means no
+// address yet, so the probe is replaced by a fresh one quickly; a refusal
+// means the guest is on the network. Only then is sshd probed, one
+// connection at a time, each waiting patiently for its greeting.
 func (s *supervisor) probeSSH(ctx context.Context, v *vm) {
-	addr := fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)
-	wait := sshProbeShortWait
-	guestAnswered := false
+	netAddr := fmt.Sprintf("127.0.0.1:%d", spec.GuestNetProbePort)
+	sshAddr := fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)
+	netUp := false
 	silent := 0
 	pause := time.NewTimer(0)
 	defer pause.Stop()
@@ -579,18 +582,24 @@ func (s *supervisor) probeSSH(ctx context.Context, v *vm) {
 			return
 		case <-pause.C:
 		}
-		switch banner(ctx, addr, wait) {
-		case probeGreeted:
+		if !netUp {
+			switch banner(ctx, netAddr, sshProbeShortWait) {
+			case probeRefused:
+				netUp = true
+				logrus.Debug("the guest is on the network; probing sshd")
+			case probeSilent, probeGreeted:
+				// Something listens on the probe port: rely on sshd probes.
+				if silent++; silent >= sshProbeMaxShort {
+					netUp = true
+				}
+			}
+			pause.Reset(0)
+			continue
+		}
+		if banner(ctx, sshAddr, sshBannerTimeout) == probeGreeted {
 			s.ev.Emit(events.PhaseSSH, "SSH is ready")
 			logrus.Info("SSH is ready")
 			return
-		case probeRefused:
-			guestAnswered, silent, wait = true, 0, sshProbeShortWait
-		case probeSilent:
-			silent++
-			if guestAnswered || silent >= sshProbeMaxShort {
-				wait = min(2*wait, sshBannerTimeout)
-			}
 		}
 		pause.Reset(sshProbeInterval)
 	}
