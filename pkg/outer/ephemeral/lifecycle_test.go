@@ -1,0 +1,59 @@
+package ephemeral
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSSHConfig(t *testing.T) {
+	got := SSHConfig("/usr/bin/podman", "dev", "/run/user/1000/bcvk/dev-1")
+	for _, want := range []string{
+		"Host dev\n", "User root\n", "IdentityFile /run/user/1000/bcvk/dev-1/ssh_key\n",
+		"StrictHostKeyChecking no\n", "UserKnownHostsFile /dev/null\n",
+		"ProxyCommand /usr/bin/podman exec -i dev bcvk-inner proxy 127.0.0.1:2222\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("config lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestFollowCopiesAndStops(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "console.log")
+	if err := os.WriteFile(p, []byte("one\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	stop := make(chan struct{})
+	close(stop)
+	if err := Follow(context.Background(), p, &out, stop); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != "one\n" {
+		t.Fatalf("got %q", out.String())
+	}
+}
+
+func TestRemoveStateDirOnlyInsideBase(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	outside := t.TempDir()
+	if err := removeStateDir(outside); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Fatal("a directory outside the state base was removed")
+	}
+	inside, err := NewStateDir("vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := removeStateDir(inside); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(inside); !os.IsNotExist(err) {
+		t.Fatal("state directory not removed")
+	}
+}
