@@ -94,6 +94,8 @@ type Spec struct {
 	SSHAuthorizedKey string `json:"sshAuthorizedKey,omitempty"`
 	// Console attaches the serial console to the container's stdio.
 	Console bool `json:"console"`
+	// Binds are host directories shared into the guest.
+	Binds []Bind `json:"binds,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -162,6 +164,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("the shutdown timeout must be positive"))
+	}
+	if err := validateBinds(s.Binds); err != nil {
+		errs = append(errs, err)
 	}
 	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {
 		errs = append(errs, errors.New("the SSH public key must be a single line"))

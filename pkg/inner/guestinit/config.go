@@ -27,6 +27,16 @@ type Config struct {
 	MissingModules []string `json:"missingModules,omitempty"`
 	// Init is the list of candidates for the image's init, first found wins.
 	Init []string `json:"init"`
+	// Mounts are further virtiofs shares to mount before the image's init
+	// starts, so they work whatever the image's systemd supports.
+	Mounts []Mount `json:"mounts,omitempty"`
+}
+
+// Mount is a virtiofs share and where the guest sees it.
+type Mount struct {
+	Tag      string `json:"tag"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly"`
 }
 
 // DefaultInit lists where images keep their init.

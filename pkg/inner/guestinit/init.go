@@ -66,6 +66,11 @@ func run() error {
 		}
 		return fmt.Errorf("mounting the writable overlay root: %w", err)
 	}
+	for _, m := range cfg.Mounts {
+		if err := mountShare(m); err != nil {
+			return err
+		}
+	}
 	init, err := findInit(cfg.Init)
 	if err != nil {
 		return err
@@ -121,6 +126,22 @@ func mountRoot(tag string) error {
 		}
 		time.Sleep(50 * time.Millisecond) // no context in an init; bounded by deadline
 	}
+}
+
+func mountShare(m Mount) error {
+	target := filepath.Join("/sysroot", m.Path)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return fmt.Errorf("making the mount point %s: %w", m.Path, err)
+	}
+	var flags uintptr
+	if m.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(m.Tag, target, "virtiofs", flags, ""); err != nil {
+		return fmt.Errorf("mounting the shared directory at %s (virtiofs tag %s): %w", m.Path, m.Tag, err)
+	}
+	logf("mounted %s at %s", m.Tag, m.Path)
+	return nil
 }
 
 func findInit(candidates []string) (string, error) {

@@ -27,11 +27,13 @@ type Options struct {
 	RootTag string
 	// Decompress handles .xz and .zst modules; gzip is handled here.
 	Decompress Decompressor
+	// Mounts are further shares for the guest init to mount.
+	Mounts []guestinit.Mount
 }
 
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
-	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit}
+	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts}
 	res, err := ResolveModules(o.ModulesDir, RootModules)
 	if err != nil {
 		return cfg, err

@@ -32,6 +32,14 @@ type Config struct {
 	SMBIOSCredentials []string
 	// VsockCID adds a vhost-vsock device when non-zero.
 	VsockCID uint32
+	// Shares are further virtiofs devices (host directories).
+	Shares []Share
+}
+
+// Share is one more virtiofs device.
+type Share struct {
+	Tag    string
+	Socket string
 }
 
 // DefaultBinary is the QEMU in the runner image.
@@ -75,6 +83,13 @@ func Args(c Config) []string {
 		"-append", strings.Join(c.KernelArgs, " "),
 		"-chardev", "socket,id=rootfs,path="+c.VirtiofsSocket,
 		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag="+c.RootTag,
+	)
+	for _, sh := range c.Shares {
+		a = append(a,
+			"-chardev", "socket,id="+sh.Tag+",path="+sh.Socket,
+			"-device", "vhost-user-fs-pci,queue-size=1024,chardev="+sh.Tag+",tag="+sh.Tag)
+	}
+	a = append(a,
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort),
 		// romfile= skips the iPXE ROM: nothing boots from the network.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",

@@ -39,7 +39,8 @@ func TestArgsTCG(t *testing.T) {
 }
 
 func TestArgsKVMAndVsock(t *testing.T) {
-	got := Args(Config{Name: "x", Accel: "kvm", MemoryMiB: 512, VCPUs: 1, VsockCID: 7})
+	got := Args(Config{Name: "x", Accel: "kvm", MemoryMiB: 512, VCPUs: 1, VsockCID: 7,
+		Shares: []Share{{Tag: "bind0", Socket: "/run/b0.sock"}}})
 	idx := func(s string) int {
 		for i, a := range got {
 			if a == s {
@@ -50,6 +51,9 @@ func TestArgsKVMAndVsock(t *testing.T) {
 	}
 	if i := idx("-accel"); i < 0 || got[i+1] != "kvm" || got[i+3] != "host" {
 		t.Fatalf("kvm accel/cpu wrong: %q", got)
+	}
+	if i := idx("socket,id=bind0,path=/run/b0.sock"); i < 0 || got[i+2] != "vhost-user-fs-pci,queue-size=1024,chardev=bind0,tag=bind0" {
+		t.Fatalf("share device missing: %q", got)
 	}
 	if got[len(got)-1] != "vhost-vsock-pci,guest-cid=7" {
 		t.Fatalf("vsock device missing: %q", got)

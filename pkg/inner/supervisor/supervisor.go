@@ -286,6 +286,31 @@ func (s *supervisor) chooseAccel() (string, bool, error) {
 	return spec.AccelKVM, true, nil
 }
 
+// startShares starts one virtiofsd per host directory and waits for each.
+// They outlive a KVM fallback: QEMU reconnects to their sockets.
+func (s *supervisor) startShares() ([]qemu.Share, []*proc.Proc, error) {
+	var shares []qemu.Share
+	var procs []*proc.Proc
+	for i, b := range s.sp.Binds {
+		sock := filepath.Join(s.o.RunDir, fmt.Sprintf("share%d.sock", i))
+		_ = os.Remove(sock)
+		cmd := exec.Command(s.o.Virtiofsd, virtiofsd.Args(virtiofsd.Config{
+			Socket: sock, SharedDir: spec.BindSource(i), ReadOnly: b.ReadOnly, Coherent: true,
+		})...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		p, err := s.table.Start("virtiofsd for "+b.GuestPath, cmd)
+		if err != nil {
+			return nil, procs, err
+		}
+		procs = append(procs, p)
+		if err := waitSocket(sock, p, virtiofsdStartTimeout); err != nil {
+			return nil, procs, err
+		}
+		shares = append(shares, qemu.Share{Tag: spec.BindTag(i), Socket: sock})
+	}
+	return shares, procs, nil
+}
+
 // WriteInitramfs writes the initramfs bcvk would boot the image at
 // imageRoot with, for benchmarks and debugging (`bcvk-inner initramfs`).
 func WriteInitramfs(imageRoot, out string) error {
@@ -309,9 +334,13 @@ func (s *supervisor) buildInitramfs(k kernel.Kernel, path string) error {
 		return err
 	}
 	defer f.Close()
+	var mounts []guestinit.Mount
+	for i, b := range s.sp.Binds {
+		mounts = append(mounts, guestinit.Mount{Tag: spec.BindTag(i), Path: b.GuestPath, ReadOnly: b.ReadOnly})
+	}
 	cfg, err := initramfs.Build(f, initramfs.Options{
 		InitBinary: self, ModulesDir: k.ModulesDir, RootTag: rootTag,
-		Decompress: s.decompress,
+		Decompress: s.decompress, Mounts: mounts,
 	})
 	if err != nil {
 		return fmt.Errorf("building the boot initramfs: %w", err)
@@ -340,6 +369,7 @@ func (s *supervisor) decompress(path string) ([]byte, error) {
 // vm is one running QEMU with its virtiofsd.
 type vm struct {
 	qemu, virtiofsd *proc.Proc
+	shares          []*proc.Proc
 	watcher         *console.Watcher
 	firstOutput     chan struct{}
 	consoleDone     chan struct{}
@@ -369,6 +399,19 @@ func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer, vp *proc.Proc)
 		vp.Signal(unix.SIGKILL)
 		return nil, err
 	}
+	// Each virtiofsd serves one QEMU: a new QEMU needs new ones.
+	shares, shareProcs, err := s.startShares()
+	killShares := func() {
+		for _, p := range shareProcs {
+			p.Signal(unix.SIGKILL)
+		}
+	}
+	if err != nil {
+		killShares()
+		vp.Signal(unix.SIGKILL)
+		return nil, err
+	}
+	cfg.Shares = shares
 
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -387,10 +430,11 @@ func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer, vp *proc.Proc)
 	w.Close()
 	if err != nil {
 		r.Close()
+		killShares()
 		vp.Signal(unix.SIGKILL)
 		return nil, err
 	}
-	v := &vm{qemu: qp, virtiofsd: vp, firstOutput: make(chan struct{}), consoleDone: make(chan struct{}), qmpSocket: cfg.QMPSocket}
+	v := &vm{qemu: qp, virtiofsd: vp, shares: shareProcs, firstOutput: make(chan struct{}), consoleDone: make(chan struct{}), qmpSocket: cfg.QMPSocket}
 	v.watcher = console.New(40)
 	var once sync.Once
 	v.watcher.OnFirstOutput = func() {
@@ -463,14 +507,26 @@ func (v *vm) kill() {
 }
 
 func (v *vm) stopHelpers() {
-	v.virtiofsd.Signal(unix.SIGTERM)
+	all := append([]*proc.Proc{v.virtiofsd}, v.shares...)
+	for _, p := range all {
+		p.Signal(unix.SIGTERM)
+	}
 	t := time.NewTimer(helperStopTimeout)
 	defer t.Stop()
-	select {
-	case <-v.virtiofsd.Done():
-	case <-t.C:
-		v.virtiofsd.Signal(unix.SIGKILL)
-		<-v.virtiofsd.Done()
+	for _, p := range all {
+		select {
+		case <-p.Done():
+			continue
+		case <-t.C:
+		}
+		// Past the deadline: kill what is left.
+		for _, q := range all {
+			q.Signal(unix.SIGKILL)
+		}
+		for _, q := range all {
+			<-q.Done()
+		}
+		return
 	}
 }
 

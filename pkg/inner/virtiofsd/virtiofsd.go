@@ -7,6 +7,9 @@ type Config struct {
 	Socket    string
 	SharedDir string
 	ReadOnly  bool
+	// Coherent is for host directories that may change under the guest:
+	// the guest revalidates its cache instead of trusting it forever.
+	Coherent bool
 }
 
 // DefaultBinary is where Debian installs virtiofsd.
@@ -22,7 +25,7 @@ func Args(c Config) []string {
 		"--sandbox=none",
 		// The image does not change under a running VM, so the guest may
 		// cache everything: four times faster than cache=never under TCG.
-		"--cache=always",
+		"--cache=" + cacheMode(c.Coherent),
 		"--allow-mmap",
 		// File handles need CAP_DAC_READ_SEARCH and fail on overlay stores.
 		"--inode-file-handles=never",
@@ -35,4 +38,11 @@ func Args(c Config) []string {
 		a = append(a, "--readonly", "--modcaps=-mknod")
 	}
 	return a
+}
+
+func cacheMode(coherent bool) string {
+	if coherent {
+		return "auto"
+	}
+	return "always"
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
@@ -39,6 +40,8 @@ type vmFlags struct {
 	kargs        []string
 	accel        string
 	readyTimeout time.Duration
+	binds        []string
+	roBinds      []string
 }
 
 func defaultVCPUs() int {
@@ -54,6 +57,8 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kargs, "karg", nil, "extra kernel argument (repeatable)")
 	fs.StringVar(&f.accel, "accel", spec.AccelAuto, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
 	fs.DurationVar(&f.readyTimeout, "timeout", ephemeral.DefaultReadyTimeout, "how long to wait for the VM to answer SSH")
+	fs.StringArrayVar(&f.binds, "bind", nil, "share a host directory into the guest: HOST[:GUEST-PATH] (default /mnt/BASENAME; repeatable)")
+	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
 }
 
 // spec validates the flags into a Spec; every problem is reported at once,
@@ -71,6 +76,26 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	sp.Accel = f.accel
 	if f.readyTimeout <= 0 {
 		return sp, usageError{fmt.Errorf("--timeout must be positive, e.g. 5m")}
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return sp, err
+	}
+	for _, set := range []struct {
+		specs []string
+		ro    bool
+		flag  string
+	}{{f.binds, false, "--bind"}, {f.roBinds, true, "--ro-bind"}} {
+		for _, b := range set.specs {
+			bind, err := spec.ParseBind(b, cwd, set.ro)
+			if err != nil {
+				return sp, usageError{fmt.Errorf("%s: %w", set.flag, err)}
+			}
+			if fi, err := os.Stat(bind.Host); err != nil || !fi.IsDir() {
+				return sp, usageError{fmt.Errorf("%s %s: %s is not a directory on this host", set.flag, b, bind.Host)}
+			}
+			sp.Binds = append(sp.Binds, bind)
+		}
 	}
 	if err := sp.Validate(); err != nil {
 		return sp, usageError{err}

@@ -24,6 +24,7 @@ type ContainerConfig struct {
 	StopTimeout int // seconds
 	Labels      map[string]string
 	Remove      bool // --rm: podman removes the container when the VM ends
+	Binds       []spec.Bind
 }
 
 // PodmanRunArgs returns the `podman run` argument list (without "podman").
@@ -47,6 +48,15 @@ func PodmanRunArgs(c ContainerConfig) []string {
 		"--pull=never",
 		"--mount", "type=image,source="+c.ImageID+",destination="+spec.ImageRoot,
 		"--mount", "type=bind,source="+c.StateDir+",destination="+spec.StateDir,
+	)
+	for i, b := range c.Binds {
+		m := "type=bind,source=" + b.Host + ",destination=" + spec.BindSource(i)
+		if b.ReadOnly {
+			m += ",ro=true"
+		}
+		a = append(a, "--mount", m)
+	}
+	a = append(a,
 		"--tmpfs", "/run:rw,mode=0755",
 		// virtiofsd holds a descriptor per open guest file: podman's default
 		// of 1024 freezes the guest's boot. Values the host allows us.

@@ -6,6 +6,8 @@ import (
 	"os"
 	"reflect"
 	"testing"
+
+	"github.com/bcvk/bcvk/pkg/spec"
 )
 
 func TestPodmanRunArgs(t *testing.T) {
@@ -13,6 +15,7 @@ func TestPodmanRunArgs(t *testing.T) {
 		Name: "vm1", Image: "localhost/img:1", ImageID: "abc123", RunnerImage: "localhost/bcvk-runner:0.1.0",
 		StateDir: "/run/user/0/bcvk/vm1-x", Version: "0.1.0", KVM: true, NoFile: 20000, NProc: 4096,
 		StopTimeout: 30, Labels: map[string]string{"b": "2", "a": "1"},
+		Binds: []spec.Bind{{Host: "/srv/rw", GuestPath: "/mnt/rw"}, {Host: "/srv/ro", GuestPath: "/mnt/ro", ReadOnly: true}},
 	})
 	want := []string{
 		"run", "--detach", "--name", "vm1",
@@ -25,6 +28,8 @@ func TestPodmanRunArgs(t *testing.T) {
 		"--pull=never",
 		"--mount", "type=image,source=abc123,destination=/bcvk/image",
 		"--mount", "type=bind,source=/run/user/0/bcvk/vm1-x,destination=/bcvk/state",
+		"--mount", "type=bind,source=/srv/rw,destination=/bcvk/binds/0",
+		"--mount", "type=bind,source=/srv/ro,destination=/bcvk/binds/1,ro=true",
 		"--tmpfs", "/run:rw,mode=0755",
 		"--ulimit", "nofile=20000:20000",
 		"--ulimit", "nproc=4096:4096",

@@ -132,7 +132,7 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage,
 		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
-		Labels: o.Labels, Remove: o.Remove,
+		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds,
 	})
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.

@@ -1,0 +1,85 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// BindsDir holds the host directories shared into the guest, one
+// subdirectory per share, inside the runner container.
+const BindsDir = "/bcvk/binds"
+
+// Bind is a host directory shared into the guest over virtiofs.
+type Bind struct {
+	// Host is the directory on the host (absolute); only the host side
+	// uses it.
+	Host string `json:"host,omitempty"`
+	// GuestPath is where the guest sees it.
+	GuestPath string `json:"guestPath"`
+	ReadOnly  bool   `json:"readOnly"`
+}
+
+// Tag is the virtiofs tag of the i-th share.
+func BindTag(i int) string { return fmt.Sprintf("bind%d", i) }
+
+// BindSource is where the i-th share is mounted in the runner container.
+func BindSource(i int) string { return fmt.Sprintf("%s/%d", BindsDir, i) }
+
+// ParseBind reads "HOST[:GUESTPATH]". HOST is made absolute against cwd; a
+// missing GUESTPATH is /mnt/BASENAME.
+func ParseBind(s, cwd string, readOnly bool) (Bind, error) {
+	host, guest, _ := strings.Cut(s, ":")
+	if host == "" {
+		return Bind{}, fmt.Errorf("bind %q: give HOST-DIRECTORY[:GUEST-PATH]", s)
+	}
+	if !filepath.IsAbs(host) {
+		host = filepath.Join(cwd, host)
+	}
+	host = filepath.Clean(host)
+	if strings.ContainsAny(host, ",\n") {
+		return Bind{}, fmt.Errorf("bind %q: the host path cannot contain a comma (podman's --mount syntax)", s)
+	}
+	if guest == "" {
+		base := filepath.Base(host)
+		if base == "/" || base == "." {
+			return Bind{}, fmt.Errorf("bind %q: give a GUEST-PATH for the root directory", s)
+		}
+		guest = "/mnt/" + base
+	}
+	b := Bind{Host: host, GuestPath: guest, ReadOnly: readOnly}
+	return b, b.validateGuestPath()
+}
+
+func (b Bind) validateGuestPath() error {
+	g := b.GuestPath
+	if !path.IsAbs(g) || path.Clean(g) != g || strings.ContainsAny(g, " \t\n,") {
+		return fmt.Errorf("guest path %q must be a clean absolute path without spaces or commas", g)
+	}
+	for _, bad := range []string{"/", "/proc", "/sys", "/dev", "/run", "/usr", "/etc"} {
+		if g == bad || (bad != "/" && bad != "/usr" && bad != "/etc" && strings.HasPrefix(g, bad+"/")) {
+			return fmt.Errorf("guest path %q is reserved: share below /mnt, /srv, /var, /home or /opt instead", g)
+		}
+	}
+	return nil
+}
+
+func validateBinds(bs []Bind) error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, b := range bs {
+		if err := b.validateGuestPath(); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[b.GuestPath] {
+			errs = append(errs, fmt.Errorf("two shares at guest path %q", b.GuestPath))
+		}
+		seen[b.GuestPath] = true
+	}
+	if len(bs) > 16 {
+		errs = append(errs, errors.New("at most 16 shares"))
+	}
+	return errors.Join(errs...)
+}
