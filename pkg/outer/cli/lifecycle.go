@@ -26,6 +26,7 @@ type runFlags struct {
 	remove  bool
 	console bool
 	labels  []string
+	execute string
 }
 
 func parseLabels(in []string) (map[string]string, error) {
@@ -71,6 +72,9 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 			if f.detach && f.console {
 				return usageError{errors.New("--console needs the foreground: leave out -d, or use `bcvk ephemeral logs -f NAME`")}
 			}
+			if f.execute != "" && (f.detach || f.console) {
+				return usageError{errors.New("--execute runs in the foreground and removes the VM: leave out -d and --console")}
+			}
 			pc, err := podman.New()
 			if err != nil {
 				return err
@@ -81,6 +85,16 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 				}
 			}
 			_ = ephemeral.PruneStateDirs(cmd.Context(), pc)
+			if f.execute != "" {
+				// Boot, run the command over SSH with its streams and exact
+				// status, and remove the VM: run-ssh with a shell command.
+				return ephemeral.RunSSH(cmd.Context(), pc, ephemeral.Options{
+					Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
+					RunnerImage: g.runnerImage, Version: version.Version,
+					Progress: g.progressMode(st.Err), Labels: labels,
+					Command: []string{"/bin/sh", "-c", f.execute},
+				}, st)
+			}
 			return ephemeral.Run(cmd.Context(), pc, ephemeral.Options{
 				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 				RunnerImage: g.runnerImage, Version: version.Version,
@@ -94,6 +108,7 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 	fl.BoolVar(&f.remove, "rm", false, "remove the VM when it ends")
 	fl.BoolVar(&f.console, "console", false, "show the guest's serial console on stdout")
 	fl.StringArrayVar(&f.labels, "label", nil, "set a label KEY=VALUE on the VM's container (repeatable)")
+	fl.StringVar(&f.execute, "execute", "", "run this shell command once the VM is up, show its output, remove the VM and exit with the command's status")
 	return c
 }
 
