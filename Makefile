@@ -10,6 +10,7 @@ RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
 SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
 
+.PHONY: man
 .PHONY: all build deps images base-image runner-image sample-image demo test unit integration bench lint clean
 
 all: build
@@ -50,6 +51,10 @@ test: unit integration
 
 bench: images
 	hack/bench.sh
+
+# Man pages and the command reference, generated from the command tree.
+man: build
+	bin/bcvk generate-docs --man _output/man --markdown docs/reference
 
 clean:
 	rm -rf bin

@@ -78,7 +78,7 @@ func NewRootCommand(st Streams) *cobra.Command {
 	runAlias.Short = "Alias of `bcvk ephemeral run`"
 	sshAlias := newSSHCommand(g, st)
 	sshAlias.Short = "Alias of `bcvk ephemeral ssh`"
-	root.AddCommand(runAlias, sshAlias)
+	root.AddCommand(runAlias, sshAlias, newGenDocCommand(st))
 	return root
 }
 
