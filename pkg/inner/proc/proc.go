@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/bcvk/bcvk/pkg/command"
 	"golang.org/x/sys/unix"
@@ -26,6 +28,33 @@ type Proc struct {
 	Pid    int
 	done   chan struct{}
 	status unix.WaitStatus
+	out    limitedBuffer
+	outEOF chan struct{}
+}
+
+// CaptureOutput copies r (the child's output pipe) to w and keeps the last
+// of it for Output; it returns at EOF and closes r.
+func (p *Proc) CaptureOutput(r io.ReadCloser, w io.Writer) {
+	defer close(p.outEOF)
+	defer r.Close()
+	_, _ = io.Copy(io.MultiWriter(w, &p.out), r)
+}
+
+// Output returns the last lines the child printed, as ": LINES" ready to
+// end a message, once the child has exited and its output is read.
+func (p *Proc) Output() string {
+	select {
+	case <-p.outEOF:
+	case <-time.After(time.Second):
+	}
+	lines := strings.Split(strings.TrimSpace(p.out.String()), "\n")
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	return ": " + strings.Join(lines, "; ")
 }
 
 // Done is closed when the child has exited and been reaped.
@@ -98,7 +127,7 @@ func (t *Table) Start(name string, cmd *exec.Cmd) (*Proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &Proc{Name: name, Pid: cmd.Process.Pid, done: make(chan struct{})}
+	p := &Proc{Name: name, Pid: cmd.Process.Pid, done: make(chan struct{}), outEOF: make(chan struct{})}
 	t.live[p.Pid] = p
 	return p, nil
 }

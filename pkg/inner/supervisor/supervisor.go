@@ -286,6 +286,24 @@ func (s *supervisor) chooseAccel() (string, bool, error) {
 	return spec.AccelKVM, true, nil
 }
 
+// startLogged starts a helper whose stdout and stderr go to our stderr (the
+// container log) and are kept, the last lines of them, for error messages.
+func (s *supervisor) startLogged(name string, cmd *exec.Cmd) (*proc.Proc, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	p, err := s.table.Start(name, cmd)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	go p.CaptureOutput(r, os.Stderr)
+	return p, nil
+}
+
 // startShares starts one virtiofsd per host directory and waits for each.
 // They outlive a KVM fallback: QEMU reconnects to their sockets.
 func (s *supervisor) startShares() ([]qemu.Share, []*proc.Proc, error) {
@@ -297,8 +315,7 @@ func (s *supervisor) startShares() ([]qemu.Share, []*proc.Proc, error) {
 		cmd := exec.Command(s.o.Virtiofsd, virtiofsd.Args(virtiofsd.Config{
 			Socket: sock, SharedDir: spec.BindSource(i), ReadOnly: b.ReadOnly, Coherent: true,
 		})...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		p, err := s.table.Start("virtiofsd for "+b.GuestPath, cmd)
+		p, err := s.startLogged("virtiofsd for "+b.GuestPath, cmd)
 		if err != nil {
 			return nil, procs, err
 		}
@@ -383,8 +400,7 @@ func (s *supervisor) startVirtiofsd(socket string) (*proc.Proc, error) {
 	vfs := exec.Command(s.o.Virtiofsd, virtiofsd.Args(virtiofsd.Config{
 		Socket: socket, SharedDir: s.o.ImageRoot, ReadOnly: true,
 	})...)
-	vfs.Stdout, vfs.Stderr = os.Stderr, os.Stderr
-	return s.table.Start("virtiofsd", vfs)
+	return s.startLogged("virtiofsd", vfs)
 }
 
 // start waits for virtiofsd (starting one if vp is nil) and starts QEMU.
@@ -542,7 +558,7 @@ func waitSocket(path string, p *proc.Proc, timeout time.Duration) error {
 		}
 		select {
 		case <-p.Done():
-			return fmt.Errorf("%s %s before it was ready; its messages are above", p.Name, p.ExitDescription())
+			return fmt.Errorf("%s %s before it was ready%s", p.Name, p.ExitDescription(), p.Output())
 		case <-deadline.C:
 			return fmt.Errorf("%s did not create %s within %s", p.Name, path, timeout)
 		case <-tick.C:

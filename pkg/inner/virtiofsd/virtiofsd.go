@@ -32,11 +32,12 @@ func Args(c Config) []string {
 		"--log-level=error",
 	}
 	if c.ReadOnly {
-		// A read-only share never makes device nodes, and podman does not
-		// grant CAP_MKNOD by default; without dropping it virtiofsd fails
-		// to apply its capability set.
-		a = append(a, "--readonly", "--modcaps=-mknod")
+		a = append(a, "--readonly")
 	}
+	// podman does not grant CAP_MKNOD by default, and without dropping it
+	// virtiofsd fails to apply its capability set. The guest cannot make
+	// device nodes in a share then, which nobody needs.
+	a = append(a, "--modcaps=-mknod")
 	return a
 }
 

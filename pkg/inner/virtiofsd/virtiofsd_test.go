@@ -14,7 +14,9 @@ func TestArgs(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q", got)
 	}
-	if rw := Args(Config{Socket: "s", SharedDir: "d"}); len(rw) != 7 {
+	rw := Args(Config{Socket: "s", SharedDir: "d", Coherent: true})
+	if want := []string{"--socket-path=s", "--shared-dir=d", "--sandbox=none", "--cache=auto",
+		"--allow-mmap", "--inode-file-handles=never", "--log-level=error", "--modcaps=-mknod"}; !reflect.DeepEqual(rw, want) {
 		t.Fatalf("read-write share: %q", rw)
 	}
 }
