@@ -13,9 +13,8 @@
 # SAMPLE_IMAGE, BCVK_RUNNER_IMAGE, FLOOR_TIMEOUT (120 s), FIELD_TIMEOUT (240 s),
 # BCVK_TIMEOUT (300 s), AUTO_RUN (1: also time --accel auto once),
 # CONTENDERS ("floor bcvk field"), BUSY_WAIT (900 s to wait for other VMs on
-# the host to end), PROBE_CONNECT_TIMEOUT (2) and PROBE_LOGIN_TIMEOUT (15):
-# the ssh ConnectTimeout of the raw boots' probe before and after sshd has
-# started, BENCH_LOGS (a directory to keep every run's logs in).
+# the host to end), PROBE_CONNECT_TIMEOUT (2: the ssh ConnectTimeout of the
+# raw boots' probe), BENCH_LOGS (a directory to keep every run's logs in).
 set -euo pipefail
 export LC_ALL=C # $EPOCHREALTIME and printf need a '.' decimal point
 
@@ -32,7 +31,6 @@ AUTO_RUN=${AUTO_RUN:-1}
 CONTENDERS=${CONTENDERS:-floor bcvk field}
 BUSY_WAIT=${BUSY_WAIT:-900}
 PROBE_CONNECT_TIMEOUT=${PROBE_CONNECT_TIMEOUT:-2}
-PROBE_LOGIN_TIMEOUT=${PROBE_LOGIN_TIMEOUT:-15} # bcvk waits 15 s for a banner
 BENCH_LOGS=${BENCH_LOGS:-}
 MEMORY_MIB=2048                          # bcvk's default --memory
 VCPUS=$(($(nproc) < 4 ? $(nproc) : 4)) # bcvk's default --vcpus: host CPUs, at most 4
@@ -94,7 +92,8 @@ mark() {
 	local t=$EPOCHREALTIME
 	echo "$1 ${t/./}" >>"$out"
 }
-tail -n +1 -F "$1" 2>/dev/null | while IFS= read -r line; do
+# systemd colours unit names: drop escape sequences before matching.
+tail -n +1 -F "$1" 2>/dev/null | sed -u 's/\x1b\[[0-9;]*[a-zA-Z]//g' | while IFS= read -r line; do
 	mark booting
 	case $line in
 	*"Welcome to "*Initramfs*) ;;
@@ -121,7 +120,7 @@ exec "$(dirname "$0")/mark.sh" "$d/console.log" "$3"
 WATCH
 
 # ---- the raw boot, run inside the runner container ----------------------------
-# boot.sh MODE VCPUS MEMORY DEADLINE CONNECT-TIMEOUT LOGIN-TIMEOUT does what bcvk-inner does
+# boot.sh MODE VCPUS MEMORY DEADLINE CONNECT-TIMEOUT QEMU-NAME does what bcvk-inner does
 # (pkg/inner/supervisor): find the kernel, build or pick the initramfs, start
 # virtiofsd and wait for its socket, start QEMU with the arguments of
 # pkg/inner/qemu.Args, and wait for a real SSH login. It prints one
@@ -130,7 +129,7 @@ cat >"$tmp/boot.sh" <<'BOOT'
 #!/bin/bash
 set -euo pipefail
 export LC_ALL=C
-mode=$1 vcpus=$2 mem=$3 deadline_s=$4 connect_timeout=$5 login_timeout=$6
+mode=$1 vcpus=$2 mem=$3 deadline_s=$4 connect_timeout=$5 name=$6
 stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 stamp t_container
 img=/bcvk/image run=/run/bench
@@ -212,7 +211,7 @@ fi
 stamp t_kernel
 start_virtiofsd "$run/virtiofs.sock" || fail "virtiofsd did not start"
 
-qemu=(-name bcvk-bench,debug-threads=on -nodefaults -no-user-config -display none -no-reboot
+qemu=(-name "$name,debug-threads=on" -nodefaults -no-user-config -display none -no-reboot
 	-machine q35 -accel tcg,tb-size=256 -cpu max
 	-smp "$vcpus" -m "${mem}M"
 	-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
@@ -232,20 +231,18 @@ qemu_pid=$!
 # Real logins from the start, never banner-only connects: OpenSSH's
 # PerSourcePenalties refuses a source that keeps connecting without logging
 # in. `timeout` guards against a connection that hangs in user networking.
-# Until the guest is up, QEMU's user net holds a connection without an
-# answer, so a short ConnectTimeout keeps the tries frequent. But under TCG
-# sshd takes more than 2 s to send its banner: once the console says sshd
-# has started, a try that gave up that early would never log in (and would
-# count as a penalty), so from then on the tries wait as long as bcvk's.
+# Until the guest's network is up, QEMU's user net holds a connection
+# without an answer: each such try ends at ConnectTimeout ("timed out during
+# banner exchange") and never reaches sshd.
 ssh=(-i "$run/key" -p 2222 -F none -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
-	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
-probe() { # one try, logged with its start (ms after QEMU) and length
-	local a b rc=0 ct=$connect_timeout
-	grep -qE '^(sshd|multiuser) ' "$run/marks" 2>/dev/null && ct=$login_timeout
+	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout="$connect_timeout" -o BatchMode=yes)
+probe() { # one try, logged with its start (ms after QEMU), length and sshd's state
+	local a b rc=0 sshd=down
+	grep -q '^sshd ' "$run/marks" 2>/dev/null && sshd=started
 	stamp a
-	timeout 20 ssh "${ssh[@]}" -o ConnectTimeout="$ct" root@127.0.0.1 true </dev/null 2>"$run/ssh.last" || rc=$?
+	timeout 20 ssh "${ssh[@]}" root@127.0.0.1 true </dev/null 2>"$run/ssh.last" || rc=$?
 	stamp b
-	echo "+$(((a - t_kernel) / 1000))ms took $(((b - a) / 1000))ms ConnectTimeout=$ct status $rc: $(tr '\n' ' ' <"$run/ssh.last")" >>"$run/probe.log"
+	echo "+$(((a - t_kernel) / 1000))ms took $(((b - a) / 1000))ms sshd $sshd, status $rc: $(tr '\n' ' ' <"$run/ssh.last")" >>"$run/probe.log"
 	return "$rc"
 }
 tries=1
@@ -261,7 +258,10 @@ stamp t_ssh
 marks=""
 while read -r phase us; do marks+=" t_$phase=$us"; done < <(cat "$run/marks" 2>/dev/null)
 refused=$(grep -c 'Not allowed at this time' "$run/probe.log" || true)
-echo "BENCH t_container=$t_container t_initramfs=$t_initramfs t_kernel=$t_kernel t_ssh=$t_ssh$marks tries=$tries refused=${refused:-0} handles=$handles"
+# Tries that gave up on the banner after sshd had started: a sign that the
+# short ConnectTimeout, not the guest, set the time.
+late=$(grep -c 'sshd started, status 255: Connection timed out during banner' "$run/probe.log" || true)
+echo "BENCH t_container=$t_container t_initramfs=$t_initramfs t_kernel=$t_kernel t_ssh=$t_ssh$marks tries=$tries refused=${refused:-0} late=${late:-0} handles=$handles"
 # bcvk removes its container with --time 0, which kills QEMU; so do we.
 kill -9 "$qemu_pid" "$vfs_pid" 2>/dev/null || true
 BOOT
@@ -300,24 +300,52 @@ busy_check() { # contender run
 	done
 	((waited == 0)) || note "$1 run $2 waited ${waited}s for other VMs to end"
 }
-# One that starts during a run is only seen by sampling: count its seconds.
-overlap_start() { # file
+# Wall time on a shared machine is noisy; the CPU time our QEMU and its
+# virtiofsd use until SSH answers is steadier. A sampler writes, every half
+# second, "MICROSECONDS OTHER-VMS CPU-TICKS" for the QEMU named $2 (found
+# by its -name) and the virtiofsd beside it. It also catches another VM that
+# starts during a run.
+clk_tck=$(getconf CLK_TCK)
+sample_start() { # FILE QEMU-NAME
 	(
-		n=0
+		qpid='' ppid=''
 		for ((;;)); do
-			(($(others) == 0)) || { n=$((n + 1)); echo "$n" >"$1"; }
-			sleep 1
+			if [[ -z $qpid || ! -e /proc/$qpid ]]; then # a KVM attempt's QEMU may be replaced
+				qpid=$(pgrep -f "^qemu-system-x86_64 -name $2," | head -n1 || true)
+				[[ -z $qpid ]] || ppid=$(awk '{print $4}' "/proc/$qpid/stat" 2>/dev/null || true)
+			fi
+			ticks=0
+			if [[ -n $ppid ]]; then
+				for p in $qpid $(pgrep -P "$ppid" -x virtiofsd || true); do
+					ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+				done
+			fi
+			t=$EPOCHREALTIME
+			echo "${t/./} $(others) $ticks" >>"$1"
+			sleep 0.5
 		done
 	) &
-	overlap_pid=$!
-	bgpids+=("$overlap_pid")
+	sampler_pid=$!
+	bgpids+=("$sampler_pid")
+	# Busy and stolen CPU of the whole host (a VM itself, maybe shared).
+	read -r _ u n sy _ _ irq sirq steal _ </proc/stat
+	host_busy0=$((u + n + sy + irq + sirq)) host_steal0=$steal
 }
-overlap_end() { # contender run file
-	kill "$overlap_pid" 2>/dev/null || true
-	local n
-	n=$(cat "$3" 2>/dev/null || echo 0)
-	record "$1" "$2" overlap "$n"
-	((n == 0)) || note "$1 run $2 shared the machine with another VM for about ${n}s: it is likely slow"
+sample_end() { # CONTENDER RUN FILE END-MICROSECONDS
+	kill "$sampler_pid" 2>/dev/null || true
+	wait "$sampler_pid" 2>/dev/null || true
+	read -r _ u n sy _ _ irq sirq steal _ </proc/stat
+	record "$1" "$2" host_cpu "$(awk -v t=$((u + n + sy + irq + sirq - host_busy0)) -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }')"
+	record "$1" "$2" steal "$(awk -v t=$((steal - host_steal0)) -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }')"
+	local busy
+	busy=$(awk '$2 > 0' "$3" 2>/dev/null | wc -l)
+	record "$1" "$2" overlap "$((busy / 2))"
+	((busy == 0)) || note "$1 run $2 shared the machine with another VM for about $((busy / 2))s: it is likely slow"
+}
+cpu_until() { # CONTENDER RUN FILE MICROSECONDS: record the CPU used by then
+	local ticks
+	ticks=$(awk -v t="$4" '$1 <= t { v = $3 } END { print v + 0 }' "$3" 2>/dev/null || echo 0)
+	((ticks == 0)) || record "$1" "$2" cpu "$(awk -v t="$ticks" -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }')"
 }
 
 keep_logs() { # copy a run's logs to BENCH_LOGS
@@ -341,8 +369,8 @@ raw_boot() {
 	busy_check "$mode" "$i"
 	echo "== $mode, run $i/$RUNS" >&2
 	containers+=("$name")
-	local t0 t1 rc=0
-	overlap_start "$tmp/$mode-$i.overlap"
+	local t0 t1 rc=0 samples="$tmp/$mode-$i.samples"
+	sample_start "$samples" "$name"
 	stamp t0
 	# --foreground keeps timeout in our process group, so Ctrl-C reaches podman.
 	timeout --foreground -k 10 $((timeout_s + 60)) podman run --rm --name "$name" --pull=never \
@@ -355,9 +383,9 @@ raw_boot() {
 		--security-opt label=disable \
 		--entrypoint /bin/bash "$RUNNER_IMAGE" \
 		/bench/boot.sh "$mode" "$VCPUS" "$MEMORY_MIB" "$timeout_s" \
-		"$PROBE_CONNECT_TIMEOUT" "$PROBE_LOGIN_TIMEOUT" >"$log" 2>&1 || rc=$?
+		"$PROBE_CONNECT_TIMEOUT" "$name" >"$log" 2>&1 || rc=$?
 	stamp t1
-	overlap_end "$mode" "$i" "$tmp/$mode-$i.overlap"
+	sample_end "$mode" "$i" "$samples"
 	podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true
 	keep_logs "$log" "$out"
 	local line
@@ -378,6 +406,7 @@ raw_boot() {
 		handles) handles=$v ;;
 		tries) record "$mode" "$i" ssh_tries "$v" ;;
 		refused) ((v == 0)) || note "$mode run $i: sshd refused $v probe(s) with 'Not allowed at this time' (PerSourcePenalties)" ;;
+		late) ((v == 0)) || note "$mode run $i: $v probe(s) gave up waiting for the banner after sshd had started (ConnectTimeout=$PROBE_CONNECT_TIMEOUT): its SSH time may be late" ;;
 		esac
 		# Timestamps become seconds since `podman run` started.
 		case $k in
@@ -388,6 +417,7 @@ raw_boot() {
 	record "$mode" "$i" initramfs "$(secs $((t_initramfs - t_container)))"
 	record "$mode" "$i" wall "$(secs $((t1 - t0)))"
 	record "$mode" "$i" boot "$(secs $((t_ssh - t_kernel)))"
+	cpu_until "$mode" "$i" "$samples" "$t_ssh"
 	echo "   QEMU->SSH $(secs $((t_ssh - t_kernel))) s, whole $(secs $((t1 - t0))) s (virtiofsd inode handles: $handles)" >&2
 }
 
@@ -404,13 +434,13 @@ bcvk_run() {
 	setsid "$tmp/watch.sh" "$state_base/$name-*" "$ev" "$marks" &
 	local watcher=$!
 	bgpids+=("-$watcher")
-	local t0 t1 rc=0
-	overlap_start "$tmp/$contender-$i.overlap"
+	local t0 t1 rc=0 samples="$tmp/$contender-$i.samples"
+	sample_start "$samples" "bcvk-$name"
 	stamp t0
 	timeout --foreground -k 30 "$BCVK_TIMEOUT" "$BCVK" ephemeral run-ssh --name "$name" --accel "$accel" \
 		"$SAMPLE_IMAGE" -- true >"$log" 2>&1 || rc=$?
 	stamp t1
-	overlap_end "$contender" "$i" "$tmp/$contender-$i.overlap"
+	sample_end "$contender" "$i" "$samples"
 	sleep 0.2 # let tail copy the last lines
 	kill -- "-$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
@@ -434,6 +464,7 @@ bcvk_run() {
 		done < <(sed -n 's/.*"time":"\([^"]*\)","phase":"\([^"]*\)".*/\2 \1/p' "$ev")
 		if [[ -n ${at[kernel]:-} && -n ${at[ssh]:-} ]]; then
 			record "$contender" "$i" boot "$(secs $((at[ssh] - at[kernel])))"
+			cpu_until "$contender" "$i" "$samples" "${at[ssh]}"
 		fi
 	else
 		note "$contender run $i: no events captured from $state_base/$name-*/events.jsonl"
@@ -517,16 +548,22 @@ report=$tmp/report.txt
 	echo
 	printf '%-20s %-22s %4s %7s %13s %7s\n' contender measure runs median min-max "/floor"
 	for c in "${contenders[@]}"; do
-		for k in boot wall; do
+		for k in boot cpu wall; do
 			n=$(get "$c" "$k" 3)
 			[[ -n $n ]] || continue
-			[[ $k = boot ]] && m="QEMU start -> SSH" || m="whole (launch -> exit)"
+			case $k in
+			boot) m="QEMU start -> SSH" ;;
+			cpu) m="CPU used until SSH" ;;
+			wall) m="whole (launch -> exit)" ;;
+			esac
 			printf '%-20s %-22s %4s %6.1fs %13s %7s\n' "$(label "$c")" "$m" "$n" "$(get "$c" "$k" 4)" \
 				"$(printf '%.1f-%.1f' "$(get "$c" "$k" 5)" "$(get "$c" "$k" 6)")" "$(ratio "$c" "$k")"
 		done
 		f=$(failures "$c")
 		((f == 0)) || printf '%-20s %d run(s) FAILED\n' "$(label "$c")" "$f"
 	done
+	echo "  CPU: seconds of CPU that QEMU and virtiofsd used until SSH answered (sampled every"
+	echo "  0.5 s); steadier than wall time when the machine is shared."
 	echo
 	echo "Phases: median seconds since launch (of podman run, or of bcvk)"
 	printf '%-20s %9s %6s %7s %7s %6s %10s %6s %6s\n' contender container qemu booting systemd sshd multi-user ssh exit
@@ -564,22 +601,21 @@ mkdir -p "$(dirname "$BENCH_JSON")"
 		"$ncpu" "$(json_str "$cpu_model")" "$mem_gib" "$(json_str "$host_kernel")" "$(json_str "$podman_version")"
 	printf '  "guest": {"accel": "tcg,tb-size=256", "cpu": "max", "vcpus": %d, "memoryMiB": %d, "image": %s, "runner": %s},\n' \
 		"$VCPUS" "$MEMORY_MIB" "$(json_str "$SAMPLE_IMAGE")" "$(json_str "$RUNNER_IMAGE")"
-	printf '  "probe": {"connectTimeout": %s, "connectTimeoutOnceSshdStarted": %s},\n' \
-		"$PROBE_CONNECT_TIMEOUT" "$PROBE_LOGIN_TIMEOUT"
-	printf '  "units": "seconds; phases are seconds since launch",\n'
+	printf '  "probeConnectTimeout": %s,\n' "$PROBE_CONNECT_TIMEOUT"
+	printf '  "units": "seconds; phases are seconds since launch; cpu: CPU seconds of QEMU and virtiofsd until SSH answered",\n'
 	printf '  "contenders": {\n'
 	first=1
 	for c in "${contenders[@]}"; do
 		((first)) || printf ',\n'
 		first=0
 		printf '    "%s": {"label": %s, "failed": %d' "$c" "$(json_str "$(label "$c")")" "$(failures "$c")"
-		for k in boot wall container initramfs kernel booting systemd sshd multiuser ssh ssh_tries overlap; do
+		for k in boot cpu wall container initramfs kernel booting systemd sshd multiuser ssh ssh_tries overlap host_cpu steal; do
 			n=$(get "$c" "$k" 3)
 			[[ -n $n ]] || continue
 			printf ',\n      "%s": {"n": %d, "median": %s, "min": %s, "max": %s, "values": [%s]' \
 				"$k" "$n" "$(get "$c" "$k" 4)" "$(get "$c" "$k" 5)" "$(get "$c" "$k" 6)" "$(get "$c" "$k" 7)"
 			r=$(ratio "$c" "$k")
-			if [[ ($k = boot || $k = wall) && -n $r ]]; then printf ', "ratioToFloor": %s' "$r"; fi
+			if [[ ($k = boot || $k = cpu || $k = wall) && -n $r ]]; then printf ', "ratioToFloor": %s' "$r"; fi
 			printf '}'
 		done
 		printf '}'

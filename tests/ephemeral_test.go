@@ -123,7 +123,7 @@ func TestMissingImage(t *testing.T) {
 	needPodman(t)
 	name := "bcvk-test-missing"
 	img := "localhost/bcvk-no-such-image:never"
-	r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "run-ssh", "--name", name, img, "--", "true")
+	r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "run-ssh", "--pull=never", "--name", name, img, "--", "true")
 	if r.code != 1 {
 		t.Errorf("exit status %d, want 1", r.code)
 	}
@@ -131,6 +131,14 @@ func TestMissingImage(t *testing.T) {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("error lacks %q:\n%s", want, r.stderr)
 		}
+	}
+	assertNothingLeft(t, name, sharedState)
+
+	// With the default --pull=missing bcvk tries to pull, and says why that
+	// failed (nothing serves localhost:443 here).
+	r = runBcvk(t, sharedState, nil, 2*time.Minute, "ephemeral", "run-ssh", "--name", name, img, "--", "true")
+	if r.code != 1 || !strings.Contains(r.stderr, "pulling "+img) || !strings.Contains(r.stderr, "podman pull") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	assertNothingLeft(t, name, sharedState)
 }

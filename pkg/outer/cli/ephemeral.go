@@ -42,6 +42,17 @@ type vmFlags struct {
 	readyTimeout time.Duration
 	binds        []string
 	roBinds      []string
+	pull         string
+	tlsVerify    bool
+}
+
+func (f *vmFlags) pullOptions() (ephemeral.PullOptions, error) {
+	switch f.pull {
+	case ephemeral.PullMissing, ephemeral.PullAlways, ephemeral.PullNever:
+	default:
+		return ephemeral.PullOptions{}, usageError{fmt.Errorf("--pull %q: use missing, always or never", f.pull)}
+	}
+	return ephemeral.PullOptions{Policy: f.pull, TLSVerify: f.tlsVerify}, nil
 }
 
 func defaultVCPUs() int {
@@ -59,6 +70,8 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.readyTimeout, "timeout", ephemeral.DefaultReadyTimeout, "how long to wait for the VM to answer SSH")
 	fs.StringArrayVar(&f.binds, "bind", nil, "share a host directory into the guest: HOST[:GUEST-PATH] (default /mnt/BASENAME; repeatable)")
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
+	fs.StringVar(&f.pull, "pull", ephemeral.PullMissing, "pull the image: missing, always or never")
+	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
 }
 
 // spec validates the flags into a Spec; every problem is reported at once,
@@ -74,6 +87,9 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	sp.VCPUs = f.vcpus
 	sp.KernelArgs = f.kargs
 	sp.Accel = f.accel
+	if _, err := f.pullOptions(); err != nil {
+		return sp, err
+	}
 	if f.readyTimeout <= 0 {
 		return sp, usageError{fmt.Errorf("--timeout must be positive, e.g. 5m")}
 	}
@@ -133,6 +149,7 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 				RunnerImage: g.runnerImage, Version: version.Version,
 				Command: commandAfter(args[1:]), Progress: g.progressMode(st.Err),
+				Pull: f.pullOpts(),
 			}, st)
 		},
 	}
@@ -149,4 +166,10 @@ func commandAfter(args []string) []string {
 		return args[1:]
 	}
 	return args
+}
+
+// pullOpts returns the pull options; spec() has validated them.
+func (f *vmFlags) pullOpts() ephemeral.PullOptions {
+	o, _ := f.pullOptions()
+	return o
 }

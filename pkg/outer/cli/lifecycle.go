@@ -91,7 +91,7 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 				return ephemeral.RunSSH(cmd.Context(), pc, ephemeral.Options{
 					Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 					RunnerImage: g.runnerImage, Version: version.Version,
-					Progress: g.progressMode(st.Err), Labels: labels,
+					Progress: g.progressMode(st.Err), Labels: labels, Pull: f.pullOpts(),
 					Command: []string{"/bin/sh", "-c", f.execute},
 				}, st)
 			}
@@ -99,6 +99,7 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 				RunnerImage: g.runnerImage, Version: version.Version,
 				Progress: g.progressMode(st.Err), Labels: labels, Remove: f.remove,
+				Pull: f.pullOpts(),
 			}, ephemeral.RunMode{Detach: f.detach, Console: f.console}, st)
 		},
 	}

@@ -59,6 +59,7 @@ type Options struct {
 	Labels       map[string]string
 	// Remove makes podman remove the container when the VM ends (--rm).
 	Remove bool
+	Pull   PullOptions
 }
 
 // RunSSH boots Image, waits for SSH, runs Command (or a shell) and removes
@@ -97,7 +98,7 @@ type Launched struct {
 // registered in cl, for the caller to keep or remove.
 func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.Status, cl *cleanups) (*Launched, error) {
 	status.Start("Checking podman and images")
-	img, err := Preflight(ctx, pc, o.Image, o.RunnerImage)
+	img, err := Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status)
 	if err != nil {
 		return nil, err
 	}
@@ -152,21 +153,28 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 	return &Launched{Name: sp.Name, StateDir: dir}, nil
 }
 
-// Preflight checks podman, the image and the runner image, and returns the
-// image.
-func Preflight(ctx context.Context, pc *podman.Client, image, runner string) (*podman.Image, error) {
+// Pull policies.
+const (
+	PullMissing = "missing"
+	PullAlways  = "always"
+	PullNever   = "never"
+)
+
+// PullOptions say when and how to pull the image.
+type PullOptions struct {
+	Policy string // missing (default), always or never
+	// TLSVerify false is the explicit opt-out of TLS verification.
+	TLSVerify bool
+}
+
+// Preflight checks podman, the image (pulling it as the policy says) and
+// the runner image, and returns the image.
+func Preflight(ctx context.Context, pc *podman.Client, image, runner string, pull PullOptions, status *progress.Status) (*podman.Image, error) {
 	if _, err := pc.Version(ctx); err != nil {
 		return nil, err
 	}
-	img, err := pc.InspectImage(ctx, image)
-	if errors.Is(err, podman.ErrNoImage) {
-		return nil, fmt.Errorf("image %q is not in local container storage: pull it (podman pull %s) or build it (for the sample image: make sample-image)", image, image)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if img.Labels[spec.BootcLabel] != "1" && img.Labels["ostree.bootable"] == "" {
-		logrus.Warnf("image %q has no %s=1 label; it may not be a bootc image", image, spec.BootcLabel)
+	if pull.Policy == "" {
+		pull.Policy = PullMissing
 	}
 	ok, err := pc.ImageExists(ctx, runner)
 	if err != nil {
@@ -174,6 +182,25 @@ func Preflight(ctx context.Context, pc *podman.Client, image, runner string) (*p
 	}
 	if !ok {
 		return nil, fmt.Errorf("the runner image %q is not in local container storage: build it with `make runner-image` in the bcvk source tree (or pass --runner-image)", runner)
+	}
+	img, err := pc.InspectImage(ctx, image)
+	missing := errors.Is(err, podman.ErrNoImage)
+	if err != nil && !missing {
+		return nil, err
+	}
+	if pull.Policy == PullAlways || (missing && pull.Policy == PullMissing) {
+		status.Start("Pulling " + image)
+		if err := pc.Pull(ctx, image, pull.TLSVerify); err != nil {
+			return nil, fmt.Errorf("pulling %s: %w", image, err)
+		}
+		if img, err = pc.InspectImage(ctx, image); err != nil {
+			return nil, err
+		}
+	} else if missing {
+		return nil, fmt.Errorf("image %q is not in local container storage and --pull=never: pull it (podman pull %s) or build it (for the sample image: make sample-image)", image, image)
+	}
+	if img.Labels[spec.BootcLabel] != "1" && img.Labels["ostree.bootable"] == "" {
+		logrus.Warnf("image %q has no %s=1 label; it may not be a bootc image", image, spec.BootcLabel)
 	}
 	return img, nil
 }

@@ -95,6 +95,12 @@ func (c *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
 	return false, err
 }
 
+// Pull pulls ref; tlsVerify false turns TLS verification off.
+func (c *Client) Pull(ctx context.Context, ref string, tlsVerify bool) error {
+	_, err := c.Output(ctx, "pull", "--quiet", fmt.Sprintf("--tls-verify=%t", tlsVerify), ref)
+	return err
+}
+
 // Run starts a detached container and returns its ID.
 func (c *Client) Run(ctx context.Context, args []string) (string, error) {
 	out, err := c.Output(ctx, args...)
