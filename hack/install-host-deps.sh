@@ -12,7 +12,9 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for cmd in podman runc mmdebstrap newuidmap slirp4netns cpio; do
+# docker-registry and openssl serve the pull tests; openssh-client and
+# ssh-keygen check ssh-config and the key format.
+for cmd in podman runc mmdebstrap newuidmap slirp4netns cpio docker-registry openssl ssh ssh-keygen; do
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 
@@ -25,10 +27,12 @@ if [ "${#need[@]}" -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends \
 		podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns \
 		golang-github-containernetworking-plugin-dnsname containernetworking-plugins \
-		catatonit iptables cpio ca-certificates zstd xz-utils >/dev/null || \
+		catatonit iptables cpio ca-certificates zstd xz-utils \
+		docker-registry openssl openssh-client >/dev/null || \
 	apt-get install -y -qq --no-install-recommends \
 		podman runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
-		catatonit iptables cpio ca-certificates zstd xz-utils >/dev/null
+		catatonit iptables cpio ca-certificates zstd xz-utils \
+		docker-registry openssl openssh-client >/dev/null
 	if [ "$codename" = bookworm ]; then
 		apt-get install -y -qq --no-install-recommends -t bookworm-backports mmdebstrap >/dev/null
 	else
