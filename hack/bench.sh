@@ -407,7 +407,7 @@ raw_boot() {
 		# Too slow is a result, not a failure: keep the phases it reached.
 		timed_out=1
 		record "$mode" "$i" timeout 1
-		note "$mode run $i: no SSH login within ${timeout_s}s (FIELD_TIMEOUT/FLOOR_TIMEOUT)"
+		note "$mode run $i: no SSH login within ${timeout_s}s (${mode^^}_TIMEOUT)"
 		echo "   no SSH login within ${timeout_s}s" >&2
 	elif ((rc != 0)) || [[ -z $line ]]; then
 		fail_run "$mode" "$i" "$log" "exit status $rc"

@@ -57,5 +57,11 @@ default_ulimits = ["nofile=${hard}:${hard}", "nproc=4096:4096"]
 runtime = "runc"
 CONF
 fi
+# Rootless podman's network (slirp4netns) opens /dev/net/tun as the user;
+# 0666 is the device's usual mode, but some hosts (this CI's) make it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+	chmod 0666 /dev/net/tun
+fi
+
 podman version --format '{{.Client.Version}}' >/dev/null
 echo "install-host-deps: podman $(podman version --format '{{.Client.Version}}'), mmdebstrap $(mmdebstrap --version | awk '{print $2}')"

@@ -25,6 +25,11 @@ type ContainerConfig struct {
 	Labels      map[string]string
 	Remove      bool // --rm: podman removes the container when the VM ends
 	Binds       []spec.Bind
+	// NoNetwork gives the container no network of its own: SSH still works
+	// (it goes through podman exec to QEMU's loopback forward), but the
+	// guest cannot reach out. For rootless hosts where slirp4netns cannot
+	// open /dev/net/tun.
+	NoNetwork bool
 }
 
 // PodmanRunArgs returns the `podman run` argument list (without "podman").
@@ -68,6 +73,9 @@ func PodmanRunArgs(c ContainerConfig) []string {
 	)
 	if c.KVM {
 		a = append(a, "--device", "/dev/kvm")
+	}
+	if c.NoNetwork {
+		a = append(a, "--network", "none")
 	}
 	return append(a, c.RunnerImage)
 }

@@ -128,12 +128,17 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		return nil, err
 	}
 
+	noNet := false
+	if os.Geteuid() != 0 && unix.Access("/dev/net/tun", unix.R_OK|unix.W_OK) != nil {
+		noNet = true
+		logrus.Warn("rootless podman cannot open /dev/net/tun (its mode here is not the usual 0666), so the VM's container gets no network: SSH works, but the guest cannot reach the outside. `chmod 0666 /dev/net/tun` as root fixes it.")
+	}
 	nofile, nproc := Rlimits()
 	args := PodmanRunArgs(ContainerConfig{
 		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage,
 		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
-		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds,
+		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds, NoNetwork: noNet,
 	})
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.
@@ -191,7 +196,11 @@ func Preflight(ctx context.Context, pc *podman.Client, image, runner string, pul
 	if pull.Policy == PullAlways || (missing && pull.Policy == PullMissing) {
 		status.Start("Pulling " + image)
 		if err := pc.Pull(ctx, image, pull.TLSVerify); err != nil {
-			return nil, fmt.Errorf("pulling %s: %w", image, err)
+			hint := ""
+			if strings.Contains(err.Error(), "x509:") {
+				hint = fmt.Sprintf("\nTo trust the registry, put its CA certificate in /etc/containers/certs.d/HOST:PORT/ca.crt (rootless: ~/.config/containers/certs.d/HOST:PORT/ca.crt); --tls-verify=false turns verification off")
+			}
+			return nil, fmt.Errorf("pulling %s: %w%s", image, err, hint)
 		}
 		if img, err = pc.InspectImage(ctx, image); err != nil {
 			return nil, err
@@ -387,9 +396,10 @@ func Rlimits() (nofile, nproc uint64) {
 	return nofile, nproc
 }
 
+// hasKVM reports whether this user may open /dev/kvm: passing a device the
+// user cannot open only makes podman fail.
 func hasKVM() bool {
-	_, err := os.Stat("/dev/kvm")
-	return err == nil
+	return unix.Access("/dev/kvm", unix.R_OK|unix.W_OK) == nil
 }
 
 // cleanups are undo steps, run in reverse order.
