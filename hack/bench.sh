@@ -13,8 +13,10 @@
 # SAMPLE_IMAGE, BCVK_RUNNER_IMAGE, FLOOR_TIMEOUT (120 s), FIELD_TIMEOUT (240 s),
 # BCVK_TIMEOUT (300 s), AUTO_RUN (1: also time --accel auto once),
 # CONTENDERS ("floor bcvk field"), BUSY_WAIT (900 s to wait for other VMs on
-# the host to end), PROBE_CONNECT_TIMEOUT (2: the ssh ConnectTimeout of the
-# raw boots' probe until the guest answers), BENCH_LOGS (a directory to keep every run's logs in).
+# the host to end), RETRY_CONTENDED (1: repeat a run once when another VM
+# ran beside it), PROBE_CONNECT_TIMEOUT (2: the ssh ConnectTimeout of the raw
+# boots' probe until the guest answers), BENCH_LOGS (a directory to keep
+# every run's logs in).
 set -euo pipefail
 export LC_ALL=C # $EPOCHREALTIME and printf need a '.' decimal point
 
@@ -30,6 +32,7 @@ BCVK_TIMEOUT=${BCVK_TIMEOUT:-300}
 AUTO_RUN=${AUTO_RUN:-1}
 CONTENDERS=${CONTENDERS:-floor bcvk field}
 BUSY_WAIT=${BUSY_WAIT:-900}
+RETRY_CONTENDED=${RETRY_CONTENDED:-1}
 PROBE_CONNECT_TIMEOUT=${PROBE_CONNECT_TIMEOUT:-2}
 BENCH_LOGS=${BENCH_LOGS:-}
 MEMORY_MIB=2048                          # bcvk's default --memory
@@ -48,19 +51,34 @@ done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bcvk-bench.XXXXXX")
 containers=() # names are registered before the container is created
 bgpids=()     # "-PGID" for process groups
+child=''      # the podman run or bcvk being timed
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	local p c
-	for p in "${bgpids[@]}"; do kill -- "$p" 2>/dev/null || true; done
+	# SIGTERM lets bcvk remove what it made; removing the containers ends a
+	# podman run (and makes bcvk give up waiting) at once.
+	[[ -z $child ]] || kill -TERM "$child" 2>/dev/null || true
 	for c in "${containers[@]}"; do podman rm --force --ignore --time 0 "$c" >/dev/null 2>&1 || true; done
+	[[ -z $child ]] || wait "$child" 2>/dev/null || true
+	for p in "${bgpids[@]}"; do kill -- "$p" 2>/dev/null || true; done
 	rm -rf "$tmp"
 	exit "$rc"
 }
 trap cleanup EXIT
-# bash runs these once the foreground command (which got the same Ctrl-C) ends.
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# run_child CMD...: bash delays a trap until a foreground command ends, but
+# not a `wait`: so the timed command runs in the background and is waited
+# for, and a signal reaches cleanup (and so the command) at once.
+run_child() {
+	"$@" &
+	child=$!
+	local rc=0
+	wait "$child" || rc=$?
+	child=''
+	return "$rc"
+}
 
 # stamp VAR: microseconds since the epoch, without forking (bash 5).
 stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
@@ -68,10 +86,11 @@ stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 secs() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
 
 results=$tmp/results.tsv # contender, run, key, value
+attempt=$tmp/attempt.tsv # the same, for the run being measured
 notes=$tmp/notes.txt     # one remark a line, for the report and the JSON
 : >"$results"
 : >"$notes"
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$results"; }
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$attempt"; }
 note() { echo "note: $*" >&2; grep -qxF -- "$*" "$notes" || echo "$*" >>"$notes"; }
 
 # ---- console milestones ---------------------------------------------------------
@@ -237,19 +256,20 @@ qemu_pid=$!
 # frequent. Once a try fails fast, the guest answered: its network is up, and
 # as sshd under TCG can take longer than that to send its banner (and a try
 # that gives up on it counts against us), from then on the tries wait for
-# it as long as bcvk does (15 s).
+# it as long as bcvk does (15 s), and a login may take up to a minute: under
+# TCG one takes 10-20 s here (PAM, logind, root's systemd --user).
 ssh=(-i "$run/key" -p 2222 -F none -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
 	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
-ct=$connect_timeout
+ct=$connect_timeout hard=20
 probe() { # one try, logged with its start (ms after QEMU), length and sshd's state
 	local a b rc=0 sshd=down
 	grep -q '^sshd ' "$run/marks" 2>/dev/null && sshd=started
 	stamp a
-	timeout 20 ssh "${ssh[@]}" -o ConnectTimeout="$ct" root@127.0.0.1 true </dev/null 2>"$run/ssh.last" || rc=$?
+	timeout "$hard" ssh "${ssh[@]}" -o ConnectTimeout="$ct" root@127.0.0.1 true </dev/null 2>"$run/ssh.last" || rc=$?
 	stamp b
 	echo "+$(((a - t_kernel) / 1000))ms took $(((b - a) / 1000))ms ConnectTimeout=$ct sshd $sshd, status $rc: $(tr '\n' ' ' <"$run/ssh.last")" >>"$run/probe.log"
 	# "Connection refused" comes from the host before QEMU listens.
-	if ((rc != 0 && b - a < 1000000)) && ! grep -q 'Connection refused' "$run/ssh.last"; then ct=15; fi
+	if ((rc != 0 && b - a < 1000000)) && ! grep -q 'Connection refused' "$run/ssh.last"; then ct=15 hard=60; fi
 	return "$rc"
 }
 result() { # the BENCH line: timestamps and counts
@@ -350,8 +370,8 @@ sample_end() { # CONTENDER RUN FILE END-MICROSECONDS
 	record "$1" "$2" steal "$(awk -v t=$((steal - host_steal0)) -v hz="$clk_tck" 'BEGIN { printf "%.2f", t / hz }')"
 	local busy
 	busy=$(awk '$2 > 0' "$3" 2>/dev/null | wc -l)
-	record "$1" "$2" overlap "$((busy / 2))"
-	((busy == 0)) || note "$1 run $2 shared the machine with another VM for about $((busy / 2))s: it is likely slow"
+	last_overlap=$((busy / 2))
+	record "$1" "$2" overlap "$last_overlap"
 }
 cpu_until() { # CONTENDER RUN FILE MICROSECONDS: record the CPU used by then
 	local ticks
@@ -373,18 +393,18 @@ fail_run() { # contender run log message
 
 # raw_boot floor|field RUN: one `podman run` of boot.sh.
 raw_boot() {
-	local mode=$1 i=$2 timeout_s
-	local name="bcvk-bench-$$-$mode-$i" log="$tmp/$mode-$i.log" out="$tmp/$mode-$i.d"
+	local mode=$1 i=$2 timeout_s id="$1-$2$try_suffix"
+	local name="bcvk-bench-$$-$id" log="$tmp/$id.log" out="$tmp/$id.d"
 	[[ $mode = field ]] && timeout_s=$FIELD_TIMEOUT || timeout_s=$FLOOR_TIMEOUT
 	mkdir -p "$out"
 	busy_check "$mode" "$i"
-	echo "== $mode, run $i/$RUNS" >&2
+	echo "== $mode, run $i/$RUNS${try_suffix:+ (again)}" >&2
 	containers+=("$name")
-	local t0 t1 rc=0 samples="$tmp/$mode-$i.samples"
+	local t0 t1 rc=0 samples="$tmp/$id.samples"
 	sample_start "$samples" "$name"
 	stamp t0
 	# --foreground keeps timeout in our process group, so Ctrl-C reaches podman.
-	timeout --foreground -k 10 $((timeout_s + 60)) podman run --rm --name "$name" --pull=never \
+	run_child timeout --foreground -k 10 $((timeout_s + 60)) podman run --rm --name "$name" --pull=never \
 		--mount "type=image,source=$SAMPLE_IMAGE,destination=/bcvk/image" \
 		--mount "type=bind,source=$tmp/boot.sh,destination=/bench/boot.sh,ro=true" \
 		--mount "type=bind,source=$tmp/mark.sh,destination=/bench/mark.sh,ro=true" \
@@ -399,7 +419,6 @@ raw_boot() {
 	sample_end "$mode" "$i" "$samples"
 	podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true
 	keep_logs "$log" "$out"
-	local line
 	grep '^BENCH_NOTE ' "$log" | while read -r _ msg; do note "$mode: $msg"; done || true
 	local line timed_out=0
 	line=$(grep '^BENCH ' "$log" | tail -n1 || true)
@@ -443,19 +462,19 @@ raw_boot() {
 bcvk_run() {
 	local accel=$1 i=$2 contender=bcvk
 	[[ $accel = tcg ]] || contender=bcvk-$accel
-	local name="bcvk-bench-$$-$contender-$i" log="$tmp/$contender-$i.log"
-	local ev="$tmp/$contender-$i.events" marks="$tmp/$contender-$i.marks"
+	local id="$contender-$i$try_suffix"
+	local name="bcvk-bench-$$-$id" log="$tmp/$id.log" ev="$tmp/$id.events" marks="$tmp/$id.marks"
 	busy_check "$contender" "$i"
-	echo "== $contender, run $i/$RUNS" >&2
+	echo "== $contender, run $i/$RUNS${try_suffix:+ (again)}" >&2
 	containers+=("$name")
 	# setsid: a process group of its own, so one kill ends tail and all.
 	setsid "$tmp/watch.sh" "$state_base/$name-*" "$ev" "$marks" &
 	local watcher=$!
 	bgpids+=("-$watcher")
-	local t0 t1 rc=0 samples="$tmp/$contender-$i.samples"
+	local t0 t1 rc=0 samples="$tmp/$id.samples"
 	sample_start "$samples" "bcvk-$name"
 	stamp t0
-	timeout --foreground -k 30 "$BCVK_TIMEOUT" "$BCVK" ephemeral run-ssh --name "$name" --accel "$accel" \
+	run_child timeout --foreground -k 30 "$BCVK_TIMEOUT" "$BCVK" ephemeral run-ssh --name "$name" --accel "$accel" \
 		"$SAMPLE_IMAGE" -- true >"$log" 2>&1 || rc=$?
 	stamp t1
 	sample_end "$contender" "$i" "$samples"
@@ -511,17 +530,41 @@ machine="$ncpu CPUs ($cpu_model), $mem_gib GiB RAM, Linux $host_kernel, podman $
 echo "Machine: $machine" >&2
 echo "bcvk $commit; $RUNS runs each; TCG, $VCPUS vCPUs, $MEMORY_MIB MiB" >&2
 
+# measure CONTENDER RUN: one run, and once more if another VM shared the
+# machine for more than a few seconds of it; the last try counts.
+measure() {
+	local try
+	for ((try = 0; ; try++)); do
+		: >"$attempt"
+		last_overlap=0
+		try_suffix=''
+		((try == 0)) || try_suffix=-again$try
+		case $1 in
+		floor | field) raw_boot "$1" "$2" ;;
+		bcvk) bcvk_run tcg "$2" ;;
+		bcvk-auto) bcvk_run auto "$2" ;;
+		esac
+		if ((last_overlap > 5 && try < RETRY_CONTENDED)); then
+			note "$1 run $2 shared the machine with another VM for ${last_overlap}s: discarded and run again"
+			continue
+		fi
+		((last_overlap <= 5)) || note "$1 run $2 shared the machine with another VM for ${last_overlap}s: it is likely slow"
+		cat "$attempt" >>"$results"
+		return 0
+	done
+}
+
+for c in $CONTENDERS; do
+	case $c in
+	floor | field | bcvk) ;;
+	*) echo "bench: unknown contender $c (want floor, bcvk, field)" >&2; exit 2 ;;
+	esac
+done
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for ((i = 1; i <= RUNS; i++)); do
-	for c in $CONTENDERS; do
-		case $c in
-		floor | field) raw_boot "$c" "$i" ;;
-		bcvk) bcvk_run tcg "$i" ;;
-		*) echo "bench: unknown contender $c" >&2; exit 2 ;;
-		esac
-	done
+	for c in $CONTENDERS; do measure "$c" "$i"; done
 done
-if ((AUTO_RUN)); then bcvk_run auto 1; fi
+if ((AUTO_RUN)); then measure bcvk-auto 1; fi
 
 # ---- statistics ------------------------------------------------------------------
 # stats.tsv: contender, key, n, median, min, max, comma-separated values

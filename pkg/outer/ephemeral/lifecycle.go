@@ -75,7 +75,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, mode RunMode, st Str
 	}
 	// From here on the VM is the user's: it stays after it ends (as a
 	// stopped container with its console log) unless --rm.
-	keep = true
+	keep = !o.Remove
 	exited := make(chan int, 1)
 	wctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
