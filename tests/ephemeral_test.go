@@ -176,23 +176,10 @@ func TestSIGINTDuringBoot(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	// Interrupt once the kernel is booting, the middle of the boot.
-	deadline := time.After(3 * time.Minute)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-tick.C:
-			if strings.Contains(errb.String(), "Booting the kernel") && len(containersNamed(t, name)) > 0 {
-				break wait
-			}
-		case err := <-done:
-			t.Fatalf("bcvk ended before the boot: %v\n%s", err, errb.String())
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			t.Fatalf("boot did not start:\n%s", errb.String())
-		}
-	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitUntil(t, done, 3*time.Minute, func() bool {
+		return strings.Contains(errb.String(), "Booting the kernel") && len(containersNamed(t, name)) > 0
+	}, func() string { return "the boot to start:\n" + errb.String() })
 	start := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -266,22 +253,8 @@ func TestStopPowersOffGuest(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	deadline := time.After(bootTimeout)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-booted:
-	for {
-		select {
-		case <-tick.C:
-			if strings.Contains(out.String(), "login:") {
-				break booted
-			}
-		case err := <-done:
-			t.Fatalf("the VM ended before it booted: %v\n%s", err, tail(out.String(), 40))
-		case <-deadline:
-			t.Fatalf("no login prompt on the console:\n%s", tail(out.String(), 40))
-		}
-	}
+	waitUntil(t, done, bootTimeout, func() bool { return strings.Contains(out.String(), "login:") },
+		func() string { return "the login prompt; console:\n" + tail(out.String(), 40) })
 	if b, err := exec.Command("podman", "stop", "--time", "120", name).CombinedOutput(); err != nil {
 		t.Fatalf("podman stop: %v: %s", err, b)
 	}

@@ -20,24 +20,11 @@ func TestForegroundConsoleAndCtrlC(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	deadline := time.After(bootTimeout)
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-up:
-	for {
-		select {
-		case <-tick.C:
-			// The console shows the login prompt and bcvk saw SSH answer.
-			if strings.Contains(out.String(), "login:") && len(containersNamed(t, name)) == 1 && strings.Contains(stdoutOfPs(t), name+" ready") {
-				break up
-			}
-		case err := <-done:
-			t.Fatalf("bcvk ended early: %v\n%s", err, errb.String())
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			t.Fatalf("no login prompt on the console:\n%s", tail(out.String(), 20))
-		}
-	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// The console shows the login prompt and bcvk saw SSH answer.
+	waitUntil(t, done, bootTimeout, func() bool {
+		return strings.Contains(out.String(), "login:") && strings.Contains(stdoutOfPs(t), name+" ready")
+	}, func() string { return "the VM to come up; console:\n" + tail(out.String(), 20) + "\n" + errb.String() })
 	if !strings.Contains(out.String(), "Linux version") {
 		t.Error("--console did not show the kernel's messages")
 	}

@@ -162,3 +162,25 @@ func cleanupContainer(t *testing.T, name string) {
 		_ = exec.CommandContext(ctx, "podman", "rm", "-f", "-t", "0", "--ignore", name).Run()
 	})
 }
+
+// waitUntil polls cond until it holds. It fails the test when done delivers
+// first (the process under test ended) or timeout passes; describe says
+// what was awaited and what to show.
+func waitUntil(t *testing.T, done <-chan error, timeout time.Duration, cond func() bool, describe func() string) {
+	t.Helper()
+	deadline := time.After(timeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if cond() {
+				return
+			}
+		case err := <-done:
+			t.Fatalf("ended before %s: %v", describe(), err)
+		case <-deadline:
+			t.Fatalf("timed out after %s waiting for %s", timeout, describe())
+		}
+	}
+}

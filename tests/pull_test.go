@@ -113,18 +113,26 @@ func (r *registry) trustCA(t *testing.T) {
 
 func rmi(ref string) { _ = exec.Command("podman", "rmi", "--force", "--ignore", ref).Run() }
 
+// pushSample puts the sample image in the registry as tag and makes sure
+// it is not in local storage, so that bcvk has to pull it.
+func (r *registry) pushSample(t *testing.T, tag string) string {
+	t.Helper()
+	ref := r.addr + "/bcvk/sample:" + tag
+	if out, err := exec.Command("podman", "push", "--quiet", "--tls-verify=false", sampleImage(), ref).CombinedOutput(); err != nil {
+		t.Fatalf("pushing the sample image: %v\n%s", err, out)
+	}
+	rmi(ref)
+	t.Cleanup(func() { rmi(ref) })
+	return ref
+}
+
 // Images not in local storage are pulled, with TLS verification on: an
 // untrusted certificate fails with a clear error; with the CA trusted the
 // image is pulled and boots.
 func TestPullFromTLSRegistry(t *testing.T) {
 	needPodman(t)
 	reg := startRegistry(t)
-	ref := reg.addr + "/bcvk/sample:test"
-	if out, err := exec.Command("podman", "push", "--quiet", "--tls-verify=false", sampleImage(), ref).CombinedOutput(); err != nil {
-		t.Fatalf("pushing the sample image: %v\n%s", err, out)
-	}
-	rmi(ref)
-	t.Cleanup(func() { rmi(ref) })
+	ref := reg.pushSample(t, "test")
 	name := "bcvk-test-pull"
 	cleanupContainer(t, name)
 
@@ -150,12 +158,7 @@ func TestPullFromTLSRegistry(t *testing.T) {
 func TestPullTLSOptOut(t *testing.T) {
 	needPodman(t)
 	reg := startRegistry(t)
-	ref := reg.addr + "/bcvk/sample:optout"
-	if out, err := exec.Command("podman", "push", "--quiet", "--tls-verify=false", sampleImage(), ref).CombinedOutput(); err != nil {
-		t.Fatalf("pushing the sample image: %v\n%s", err, out)
-	}
-	rmi(ref)
-	t.Cleanup(func() { rmi(ref) })
+	ref := reg.pushSample(t, "optout")
 	name := "bcvk-test-optout"
 	cleanupContainer(t, name)
 	// --execute with a command that ends at once: pull, boot, run, remove.

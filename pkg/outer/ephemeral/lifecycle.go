@@ -2,7 +2,6 @@ package ephemeral
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -27,13 +26,8 @@ func Run(ctx context.Context, pc *podman.Client, o Options, mode RunMode, st Str
 	keep := false
 	defer func() {
 		status.End(err == nil)
-		if keep {
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if cerr := cl.run(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
+		if !keep {
+			err = cl.finish(err)
 		}
 	}()
 	vm, err := Launch(ctx, pc, o, status, &cl)

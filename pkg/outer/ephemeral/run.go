@@ -70,11 +70,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 	var cl cleanups
 	defer func() {
 		status.End(err == nil)
-		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		defer cancel()
-		if cerr := cl.run(cctx); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
-		}
+		err = cl.finish(err)
 	}()
 	vm, err := Launch(ctx, pc, o, status, &cl)
 	if err != nil {
@@ -406,6 +402,17 @@ func hasKVM() bool {
 type cleanups []func(context.Context) error
 
 func (c *cleanups) add(f func(context.Context) error) { *c = append(*c, f) }
+
+// finish runs the cleanups with a context of their own (the caller's may be
+// cancelled: that is often why we clean up) and adds their errors to err.
+func (c cleanups) finish(err error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if cerr := c.run(ctx); cerr != nil {
+		return errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
+	}
+	return err
+}
 
 // run runs the cleanups in reverse order and joins their errors.
 func (c cleanups) run(ctx context.Context) error {
