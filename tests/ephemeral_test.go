@@ -153,6 +153,10 @@ func TestBadFlagsStartNothing(t *testing.T) {
 		{[]string{"--vcpus", "0"}, "vcpus 0 is out of range"},
 		{[]string{"--accel", "hvf"}, `accelerator "hvf"`},
 		{[]string{"--karg", "a b"}, "white space"},
+		{[]string{"--bind", "/nonexistent/dir"}, "is not a directory on this host"},
+		{[]string{"--ro-bind", "/etc:/proc/x"}, "is reserved"},
+		{[]string{"--name", "has space"}, "invalid name"},
+		{[]string{"--pull", "sometimes"}, `--pull "sometimes"`},
 	} {
 		name := "bcvk-test-badflag"
 		args := append([]string{"ephemeral", "run-ssh", "--name", name}, tc.args...)

@@ -88,6 +88,12 @@ func TestDetachedLifecycle(t *testing.T) {
 			t.Errorf("ps --json does not list %s: %s", name, r.stdout)
 		}
 	})
+	t.Run("duplicate-name", func(t *testing.T) {
+		r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "run", "-d", "--name", name, sampleImage())
+		if r.code != 1 || !strings.Contains(r.stderr, "exists already") {
+			t.Errorf("a second VM with the same name: exit %d, %q", r.code, r.stderr)
+		}
+	})
 	t.Run("logs", func(t *testing.T) {
 		r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "logs", name)
 		if r.code != 0 || !strings.Contains(r.stdout, "Linux version") || !strings.Contains(r.stdout, "Welcome to") {
