@@ -14,9 +14,7 @@
 # BCVK_TIMEOUT (300 s), AUTO_RUN (1: also time --accel auto once),
 # CONTENDERS ("floor bcvk field"), BUSY_WAIT (900 s to wait for other VMs on
 # the host to end), RETRY_CONTENDED (1: repeat a run once when another VM
-# ran beside it), PROBE_CONNECT_TIMEOUT (2: the ssh ConnectTimeout of the raw
-# boots' probe until the guest answers), BENCH_LOGS (a directory to keep
-# every run's logs in).
+# ran beside it), BENCH_LOGS (a directory to keep every run's logs in).
 set -euo pipefail
 export LC_ALL=C # $EPOCHREALTIME and printf need a '.' decimal point
 
@@ -33,7 +31,6 @@ AUTO_RUN=${AUTO_RUN:-1}
 CONTENDERS=${CONTENDERS:-floor bcvk field}
 BUSY_WAIT=${BUSY_WAIT:-900}
 RETRY_CONTENDED=${RETRY_CONTENDED:-1}
-PROBE_CONNECT_TIMEOUT=${PROBE_CONNECT_TIMEOUT:-2}
 BENCH_LOGS=${BENCH_LOGS:-}
 MEMORY_MIB=2048                          # bcvk's default --memory
 VCPUS=$(($(nproc) < 4 ? $(nproc) : 4)) # bcvk's default --vcpus: host CPUs, at most 4
@@ -123,8 +120,9 @@ tail -n +1 -F "$1" 2>/dev/null | sed -u 's/\x1b\[[0-9;]*[a-zA-Z]//g' | while IFS
 done
 MARK
 
-# watch.sh GLOB EVENTS MARKS (on the host, in its own process group): waits
-# for bcvk's state directory, copies its events.jsonl and marks its console.
+# watch.sh GLOB EVENTS MARKS CONSOLE (on the host, in its own process group):
+# waits for bcvk's state directory, copies its events.jsonl and console.log
+# and marks the console.
 # bcvk deletes the directory on exit; tail keeps what it read.
 cat >"$tmp/watch.sh" <<'WATCH'
 #!/bin/bash
@@ -135,11 +133,12 @@ for ((n = 0; n < 6000; n++)); do
 done
 [[ -d $d ]] || exit 0
 tail -n +1 -F "$d/events.jsonl" >"$2" 2>/dev/null &
+tail -n +1 -F "$d/console.log" >"$4" 2>/dev/null &
 exec "$(dirname "$0")/mark.sh" "$d/console.log" "$3"
 WATCH
 
 # ---- the raw boot, run inside the runner container ----------------------------
-# boot.sh MODE VCPUS MEMORY DEADLINE CONNECT-TIMEOUT QEMU-NAME does what bcvk-inner does
+# boot.sh MODE VCPUS MEMORY DEADLINE QEMU-NAME does what bcvk-inner does
 # (pkg/inner/supervisor): find the kernel, build or pick the initramfs, start
 # virtiofsd and wait for its socket, start QEMU with the arguments of
 # pkg/inner/qemu.Args, and wait for a real SSH login. It prints one
@@ -148,7 +147,7 @@ cat >"$tmp/boot.sh" <<'BOOT'
 #!/bin/bash
 set -euo pipefail
 export LC_ALL=C
-mode=$1 vcpus=$2 mem=$3 deadline_s=$4 connect_timeout=$5 name=$6
+mode=$1 vcpus=$2 mem=$3 deadline_s=$4 name=$5
 stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 stamp t_container
 img=/bcvk/image run=/run/bench
@@ -237,7 +236,7 @@ qemu=(-name "$name,debug-threads=on" -nodefaults -no-user-config -display none -
 	-kernel "$kernel" -initrd "$initrd" -append "$kargs"
 	-chardev "socket,id=rootfs,path=$run/virtiofs.sock"
 	-device vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag=rootfs
-	-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22
+	-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1
 	-device virtio-net-pci,netdev=net0,romfile=
 	-device virtio-rng-pci
 	-chardev stdio,id=console,signal=off -serial chardev:console
@@ -247,52 +246,76 @@ qemu-system-x86_64 "${qemu[@]}" </dev/null >"$run/console.log" 2>"$run/qemu.err"
 qemu_pid=$!
 /bench/mark.sh "$run/console.log" "$run/marks" &
 
-# Real logins from the start, never banner-only connects: OpenSSH's
-# PerSourcePenalties refuses a source that keeps connecting without logging
-# in. `timeout` guards against a connection that hangs in user networking.
-# Until the guest's network is up, QEMU's user net holds a connection
-# without an answer: such a try ends at ConnectTimeout ("timed out during
-# banner exchange") without reaching sshd, so a short one keeps tries
-# frequent. Once a try fails fast, the guest answered: its network is up, and
-# as sshd under TCG can take longer than that to send its banner (and a try
-# that gives up on it counts against us), from then on the tries wait for
-# it as long as bcvk does (15 s), and a login may take up to a minute: under
-# TCG one takes 10-20 s here (PAM, logind, root's systemd --user).
-ssh=(-i "$run/key" -p 2222 -F none -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
-	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
-ct=$connect_timeout hard=20
-probe() { # one try, logged with its start (ms after QEMU), length and sshd's state
-	local a b rc=0 sshd=down
+# The probe does what bcvk-inner's does (pkg/inner/supervisor probeSSH),
+# with real logins where bcvk waits for a banner (the time the banner came
+# is taken from ssh -v, for a like-for-like figure). Until the guest is on the
+# network, QEMU's user net holds a connection without an answer; so first
+# learn that from a port where nothing listens (2223, forwarded to the
+# guest's port 1: refused at once when the guest is up). Then log in, with
+# bcvk's 15 s wait for sshd's greeting: under TCG sshd can take seconds to
+# greet, and a try that gives up earlier counts against us (OpenSSH's
+# PerSourcePenalties) and leaves a half-started session behind in the guest.
+# With ssh's ConnectTimeout=2 alone, both happened here and the first login
+# came 20-30 s late. `timeout` guards against a connection that hangs.
+on_network() { # 0 when the guest closed a connection to its port 1 at once
+	timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2223 2>/dev/null || exit 2; cat <&3 >/dev/null 2>&1; exit 0'
+}
+ssh=(-v -i "$run/key" -p 2222 -F none -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
+	-o UserKnownHostsFile=/dev/null -o ConnectTimeout=15 -o BatchMode=yes)
+shopt -s lastpipe # the loop below sets t_banner in this shell
+t_banner=''
+probe() { # one login, logged with its start (ms after QEMU) and length
+	local a b rc=0 sshd=down line
 	grep -q '^sshd ' "$run/marks" 2>/dev/null && sshd=started
+	: >"$run/ssh.last"
 	stamp a
-	timeout "$hard" ssh "${ssh[@]}" -o ConnectTimeout="$ct" root@127.0.0.1 true </dev/null 2>"$run/ssh.last" || rc=$?
+	# A first login under TCG takes 5-20 s here (PAM, logind, root's
+	# systemd --user): give it a minute.
+	{ timeout 60 ssh "${ssh[@]}" root@127.0.0.1 true </dev/null 2>&1 >/dev/null; echo "exit $?"; } |
+		while IFS= read -r line; do
+			case $line in
+			*"Remote protocol version"*) [[ -n $t_banner ]] || stamp t_banner ;;
+			"exit "*) rc=${line#exit } ;;
+			debug* | "OpenSSH_"* | "Warning: Permanently added"*) ;;
+			*) echo "$line" >>"$run/ssh.last" ;;
+			esac
+		done
 	stamp b
-	echo "+$(((a - t_kernel) / 1000))ms took $(((b - a) / 1000))ms ConnectTimeout=$ct sshd $sshd, status $rc: $(tr '\n' ' ' <"$run/ssh.last")" >>"$run/probe.log"
-	# "Connection refused" comes from the host before QEMU listens.
-	if ((rc != 0 && b - a < 1000000)) && ! grep -q 'Connection refused' "$run/ssh.last"; then ct=15 hard=60; fi
+	echo "+$(((a - t_kernel) / 1000))ms took $(((b - a) / 1000))ms sshd $sshd, status $rc: $(tr '\n' ' ' <"$run/ssh.last")" >>"$run/probe.log"
 	return "$rc"
 }
 result() { # the BENCH line: timestamps and counts
 	local marks="" phase us refused
 	while read -r phase us; do marks+=" t_$phase=$us"; done < <(cat "$run/marks" 2>/dev/null)
-	refused=$(grep -c 'Not allowed at this time' "$run/probe.log" || true)
+	refused=$(grep -c 'Not allowed at this time' "$run/probe.log" 2>/dev/null || true)
 	echo "$1 t_container=$t_container t_initramfs=$t_initramfs t_kernel=$t_kernel$2$marks tries=$tries refused=${refused:-0} handles=$handles"
 }
-tries=1
+tries=0 silent=0 netmark=""
 deadline=$((t_kernel + deadline_s * 1000000))
-until probe; do
+for ((;;)); do
 	kill -0 "$qemu_pid" 2>/dev/null || fail "QEMU exited before SSH was ready"
 	stamp now
 	if ((now >= deadline)); then
 		# A result too: how far the boot got is worth reporting.
-		result BENCH_TIMEOUT ""
+		result BENCH_TIMEOUT "$netmark"
 		fail "no SSH login within ${deadline_s}s"
 	fi
-	sleep 0.2
+	if [[ -z $netmark ]]; then
+		rc=0
+		on_network || rc=$?
+		# Like bcvk, give up on the port after 120 silent tries (someone
+		# may listen there) and probe sshd anyway.
+		((rc != 124)) || silent=$((silent + 1))
+		if ((rc == 0 || silent >= 120)); then stamp t_net; netmark=" t_net=$t_net"; fi
+		((rc != 2)) || sleep 0.1 # QEMU is not listening yet
+		continue
+	fi
 	tries=$((tries + 1))
+	probe && break
+	sleep 0.2
 done
 stamp t_ssh
-result BENCH " t_ssh=$t_ssh"
+result BENCH "$netmark t_banner=$t_banner t_ssh=$t_ssh"
 # bcvk removes its container with --time 0, which kills QEMU; so do we.
 kill -9 "$qemu_pid" "$vfs_pid" 2>/dev/null || true
 BOOT
@@ -413,12 +436,11 @@ raw_boot() {
 		--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc_limit:$nproc_limit" \
 		--security-opt label=disable \
 		--entrypoint /bin/bash "$RUNNER_IMAGE" \
-		/bench/boot.sh "$mode" "$VCPUS" "$MEMORY_MIB" "$timeout_s" \
-		"$PROBE_CONNECT_TIMEOUT" "$name" >"$log" 2>&1 || rc=$?
+		/bench/boot.sh "$mode" "$VCPUS" "$MEMORY_MIB" "$timeout_s" "$name" >"$log" 2>&1 || rc=$?
 	stamp t1
 	sample_end "$mode" "$i" "$samples"
 	podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true
-	keep_logs "$log" "$out"
+	keep_logs "$log" "$out" "$samples"
 	grep '^BENCH_NOTE ' "$log" | while read -r _ msg; do note "$mode: $msg"; done || true
 	local line timed_out=0
 	line=$(grep '^BENCH ' "$log" | tail -n1 || true)
@@ -464,11 +486,12 @@ bcvk_run() {
 	[[ $accel = tcg ]] || contender=bcvk-$accel
 	local id="$contender-$i$try_suffix"
 	local name="bcvk-bench-$$-$id" log="$tmp/$id.log" ev="$tmp/$id.events" marks="$tmp/$id.marks"
+	local console="$tmp/$id.console"
 	busy_check "$contender" "$i"
 	echo "== $contender, run $i/$RUNS${try_suffix:+ (again)}" >&2
 	containers+=("$name")
 	# setsid: a process group of its own, so one kill ends tail and all.
-	setsid "$tmp/watch.sh" "$state_base/$name-*" "$ev" "$marks" &
+	setsid "$tmp/watch.sh" "$state_base/$name-*" "$ev" "$marks" "$console" &
 	local watcher=$!
 	bgpids+=("-$watcher")
 	local t0 t1 rc=0 samples="$tmp/$id.samples"
@@ -482,7 +505,7 @@ bcvk_run() {
 	kill -- "-$watcher" 2>/dev/null || true
 	wait "$watcher" 2>/dev/null || true
 	podman rm --force --ignore --time 0 "$name" >/dev/null 2>&1 || true
-	keep_logs "$log" "$ev" "$marks"
+	keep_logs "$log" "$ev" "$marks" "$console" "$samples"
 	if ((rc != 0)); then
 		fail_run "$contender" "$i" "$log" "exit status $rc"
 		[[ ! -s $ev ]] || { echo "--- its events:"; cat "$ev"; } >&2
@@ -664,7 +687,6 @@ mkdir -p "$(dirname "$BENCH_JSON")"
 		"$ncpu" "$(json_str "$cpu_model")" "$mem_gib" "$(json_str "$host_kernel")" "$(json_str "$podman_version")"
 	printf '  "guest": {"accel": "tcg,tb-size=256", "cpu": "max", "vcpus": %d, "memoryMiB": %d, "image": %s, "runner": %s},\n' \
 		"$VCPUS" "$MEMORY_MIB" "$(json_str "$SAMPLE_IMAGE")" "$(json_str "$RUNNER_IMAGE")"
-	printf '  "probeConnectTimeout": %s,\n' "$PROBE_CONNECT_TIMEOUT"
 	printf '  "units": "seconds; phases are seconds since launch; cpu: CPU seconds of QEMU and virtiofsd until SSH answered",\n'
 	printf '  "contenders": {\n'
 	first=1
