@@ -37,6 +37,8 @@ func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
 	for _, c := range [][]string{
 		{"mkdir", "-p", runtimeDir, filepath.Dir(conf)},
 		{"chmod", "700", runtimeDir},
+		// The home may predate the user (a reused machine): it must be theirs.
+		{"chown", u.Uid + ":" + u.Gid, u.HomeDir},
 	} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v: %s", c, err, out)
@@ -104,6 +106,10 @@ func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
 			t.Fatal(err)
 		}
 		out, err := load.CombinedOutput()
+		if err != nil {
+			// save would block on a pipe nobody reads any more.
+			_ = save.Process.Kill()
+		}
 		if werr := save.Wait(); err != nil || werr != nil {
 			t.Fatalf("copying %s to %s's storage: %v %v: %s", img, rootlessUser, err, werr, out)
 		}
