@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,6 +114,16 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 	return c
 }
 
+// findVM finds podman and the named VM.
+func findVM(ctx context.Context, name string) (*podman.Client, *ephemeral.VM, error) {
+	pc, err := podman.New()
+	if err != nil {
+		return nil, nil, err
+	}
+	vm, err := ephemeral.Find(ctx, pc, name)
+	return pc, vm, err
+}
+
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
@@ -153,12 +164,8 @@ func newSSHCommand(g *globals, st Streams) *cobra.Command {
 			if len(command) == 0 && len(opts) > 0 && !strings.HasPrefix(opts[len(opts)-1], "-") && !takesValue(opts) {
 				return usageError{fmt.Errorf("put the command after \"--\": bcvk ephemeral ssh %s [SSH-OPTIONS] -- COMMAND", name)}
 			}
-			pc, err := podman.New()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			vm, err := ephemeral.Find(ctx, pc, name)
+			pc, vm, err := findVM(ctx, name)
 			if err != nil {
 				return err
 			}
@@ -322,12 +329,8 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 		Short: "Show an ephemeral VM's serial console",
 		Args:  exactArgs(1, "the NAME of a VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pc, err := podman.New()
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			vm, err := ephemeral.Find(ctx, pc, args[0])
+			pc, vm, err := findVM(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -360,11 +363,7 @@ podman exec into the VM's container, so nothing listens on a host port.`,
   rsync -e 'ssh -F dev.sshconfig' -a dir/ dev:/srv/`,
 		Args: exactArgs(1, "the NAME of a VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pc, err := podman.New()
-			if err != nil {
-				return err
-			}
-			vm, err := ephemeral.Find(cmd.Context(), pc, args[0])
+			pc, vm, err := findVM(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
