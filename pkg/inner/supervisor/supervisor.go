@@ -53,6 +53,7 @@ const (
 	sshBannerTimeout      = 15 * time.Second
 	kvmStatusInterval     = 50 * time.Millisecond
 	qmpTimeout            = 2 * time.Second
+	powerdownRepeat       = 3 * time.Second
 	helperStopTimeout     = 2 * time.Second
 	rootTag               = "rootfs"
 )
@@ -580,15 +581,29 @@ func (s *supervisor) shutdown(v *vm, sigs <-chan os.Signal) (int, bool) {
 	}
 	t := time.NewTimer(time.Duration(s.sp.ShutdownTimeout))
 	defer t.Stop()
-	select {
-	case <-v.qemu.Done():
-		<-v.consoleDone
-		s.endReason = "the guest powered off on request"
-		return ExitPoweredOff, true
-	case <-t.C:
-		logrus.Warnf("the guest did not power off within %s; killing QEMU", time.Duration(s.sp.ShutdownTimeout))
-	case sig := <-sigs:
-		logrus.Warnf("received %v again; killing QEMU", sig)
+	// A power-button press is lost while the guest has nobody listening for
+	// it yet (early in boot, before udev loaded the ACPI button driver and
+	// logind opened it), so it is pressed again until the guest reacts.
+	again := time.NewTicker(powerdownRepeat)
+	defer again.Stop()
+wait:
+	for {
+		select {
+		case <-v.qemu.Done():
+			<-v.consoleDone
+			s.endReason = "the guest powered off on request"
+			return ExitPoweredOff, true
+		case <-again.C:
+			ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+			_ = qemu.QMP(ctx, v.qmpSocket, "system_powerdown")
+			cancel()
+		case <-t.C:
+			logrus.Warnf("the guest did not power off within %s; killing QEMU", time.Duration(s.sp.ShutdownTimeout))
+			break wait
+		case sig := <-sigs:
+			logrus.Warnf("received %v again; killing QEMU", sig)
+			break wait
+		}
 	}
 	v.kill()
 	s.endReason = "the guest did not power off in time and was killed"
