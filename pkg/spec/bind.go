@@ -58,9 +58,15 @@ func (b Bind) validateGuestPath() error {
 	if !path.IsAbs(g) || path.Clean(g) != g || strings.ContainsAny(g, " \t\n,") {
 		return fmt.Errorf("guest path %q must be a clean absolute path without spaces or commas", g)
 	}
-	for _, bad := range []string{"/", "/proc", "/sys", "/dev", "/run", "/usr", "/etc"} {
-		if g == bad || (bad != "/" && bad != "/usr" && bad != "/etc" && strings.HasPrefix(g, bad+"/")) {
-			return fmt.Errorf("guest path %q is reserved: share below /mnt, /srv, /var, /home or /opt instead", g)
+	reserved := fmt.Errorf("guest path %q is reserved: share below /mnt, /srv, /var, /home or /opt instead", g)
+	switch g {
+	case "/", "/usr", "/etc": // the system itself; below them is fine
+		return reserved
+	}
+	// The kernel's and systemd's own mounts would hide or refuse a share.
+	for _, tree := range []string{"/proc", "/sys", "/dev", "/run"} {
+		if g == tree || strings.HasPrefix(g, tree+"/") {
+			return reserved
 		}
 	}
 	return nil

@@ -17,14 +17,12 @@ func Run(addr string, in io.Reader, out io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	done := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(c, in)
+		_, _ = io.Copy(c, in)
 		// Tell the server that the client is done, and keep reading.
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
-		done <- err
 	}()
 	_, err = io.Copy(out, c)
 	return err

@@ -236,10 +236,13 @@ func WaitReady(ctx context.Context, pc *podman.Client, name, dir string, timeout
 			switch e.Phase {
 			case events.PhaseContainer:
 				step = "Finding the kernel"
+				status.Start(step)
 			case events.PhaseKernel:
 				step = "Booting the kernel (" + e.Message + ")"
+				status.Start(step)
 			case events.PhaseSystemd:
 				step = "Starting systemd and sshd"
+				status.Start(step)
 			case events.PhaseWarning:
 				status.End(true)
 				logrus.Warn(e.Message)
@@ -252,11 +255,6 @@ func WaitReady(ctx context.Context, pc *podman.Client, name, dir string, timeout
 				endReason = e.Message
 			case events.PhaseSSH:
 				return true
-			default:
-				continue
-			}
-			if e.Phase != events.PhaseWarning && e.Phase != events.PhaseError && e.Phase != events.PhaseExited {
-				status.Start(step)
 			}
 		}
 		return false
