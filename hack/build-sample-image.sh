@@ -1,7 +1,9 @@
 #!/bin/bash
 # Builds bcvk's sample bootc image without any container registry, from
 # Debian packages: trixie with systemd, a kernel at the bootc location
-# (/usr/lib/modules/KVER/{vmlinuz,initramfs.img}), sshd and DHCP networking.
+# (/usr/lib/modules/KVER/{vmlinuz,initramfs.img}), sshd and DHCP networking,
+# and a TEST FIXTURE at /usr/bin/bootc (hack/test-fixture-bootc.sh) that
+# implements `bootc install to-disk` for bcvk's to-disk tests.
 # It also builds a tiny kernel-less image, labelled bootc too, for the test
 # that expects bcvk to report that no kernel was found.
 #
@@ -18,7 +20,10 @@ suite=trixie
 mirror=${BCVK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # systemd-sysv gives /sbin/init; dracut provides the initramfs tool the kernel
 # package asks for (instead of initramfs-tools); networkd ships in systemd.
-packages=systemd,systemd-sysv,systemd-resolved,libpam-systemd,dbus,linux-image-amd64,dracut,zstd,openssh-server,iproute2
+# The last line is for the bootc test fixture (to-disk): partitioning, file
+# systems and GRUB for BIOS and UEFI.
+packages=systemd,systemd-sysv,systemd-resolved,libpam-systemd,dbus,linux-image-amd64,dracut,zstd,openssh-server,iproute2,\
+fdisk,dosfstools,e2fsprogs,grub2-common,grub-pc-bin,grub-efi-amd64-bin
 # Fixed, so that file times and therefore the tarball do not depend on when
 # the script ran.
 export SOURCE_DATE_EPOCH=1754697600 # 2025-08-09, trixie's release day
@@ -30,7 +35,8 @@ log() { echo "build-sample-image: $*" >&2; }
 self=$(readlink -f "${BASH_SOURCE[0]}")
 # shellcheck source=hack/lib.sh
 . "$(dirname "$self")/lib.sh"
-inputs=$( { cat "$self" "$(dirname "$self")/lib.sh"; echo "$mirror"; } | sha256sum | cut -c1-32)
+fixture=$(dirname "$self")/test-fixture-bootc.sh
+inputs=$( { cat "$self" "$(dirname "$self")/lib.sh" "$fixture"; echo "$mirror"; } | sha256sum | cut -c1-32)
 up_to_date() {
 	local have
 	have=$(podman image inspect --format '{{index .Labels "bcvk.inputs"}}' "$1" 2>/dev/null || true)
@@ -124,6 +130,10 @@ EOF
 	# systemd-resolved's symlink.)
 	rm -f "$root/etc/hostname"
 	printf '%s\n' '127.0.0.1	localhost' '::1	localhost ip6-localhost ip6-loopback' >"$root/etc/hosts"
+
+	# Debian has no bootc: a test fixture stands in for `bootc install
+	# to-disk` (see the script). Real bootc images bring the real one.
+	install -m 0755 "$fixture" "$root/usr/bin/bootc"
 
 	# Root has no password at all ('*' cannot match): login is by SSH key only.
 	chroot "$root" usermod -p '*' root

@@ -24,6 +24,11 @@ const (
 	// StateDir is a host directory shared with the container: spec, SSH key,
 	// events and the serial console log live here.
 	StateDir = "/bcvk/state"
+	// DisksDir is where a host directory with disk images is mounted (to-disk).
+	DisksDir = "/bcvk/disks"
+	// GuestImageRoot is where the guest sees the image's pristine root,
+	// read-only (an installer copies it from there).
+	GuestImageRoot = "/run/bcvk/image"
 	// RunDir holds sockets and scratch files private to the container.
 	RunDir = "/run/bcvk"
 	// SpecFile is the name of the spec inside StateDir.
@@ -96,6 +101,8 @@ type Spec struct {
 	Console bool `json:"console"`
 	// Binds are host directories shared into the guest.
 	Binds []Bind `json:"binds,omitempty"`
+	// Disks are attached as virtio block devices.
+	Disks []Disk `json:"disks,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -166,6 +173,9 @@ func (s *Spec) Validate() error {
 		errs = append(errs, errors.New("the shutdown timeout must be positive"))
 	}
 	if err := validateBinds(s.Binds); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validateDisks(s.Disks); err != nil {
 		errs = append(errs, err)
 	}
 	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {

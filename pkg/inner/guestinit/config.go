@@ -30,6 +30,9 @@ type Config struct {
 	// Mounts are further virtiofs shares to mount before the image's init
 	// starts, so they work whatever the image's systemd supports.
 	Mounts []Mount `json:"mounts,omitempty"`
+	// ImageRoot, when set, is where the guest sees the image's pristine
+	// root read-only (below /run, which the init mounts for systemd).
+	ImageRoot string `json:"imageRoot,omitempty"`
 }
 
 // Mount is a virtiofs share and where the guest sees it.

@@ -71,6 +71,11 @@ func run() error {
 			return err
 		}
 	}
+	if cfg.ImageRoot != "" {
+		if err := exposeImage(cfg.ImageRoot); err != nil {
+			return err
+		}
+	}
 	init, err := findInit(cfg.Init)
 	if err != nil {
 		return err
@@ -141,6 +146,29 @@ func mountShare(m Mount) error {
 		return fmt.Errorf("mounting the shared directory at %s (virtiofs tag %s): %w", m.Path, m.Tag, err)
 	}
 	logf("mounted %s at %s", m.Tag, m.Path)
+	return nil
+}
+
+// exposeImage mounts /run as systemd would (systemd keeps a /run that is
+// already mounted, as after any initramfs) and binds the read-only image
+// root below it, so installers can copy the image without the VM's changes.
+func exposeImage(guestPath string) error {
+	if !strings.HasPrefix(guestPath, "/run/") {
+		return fmt.Errorf("the image root's guest path %q must be below /run", guestPath)
+	}
+	if err := unix.Mount("tmpfs", "/sysroot/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=20%,nr_inodes=800k"); err != nil {
+		return fmt.Errorf("mounting /run: %w", err)
+	}
+	target := filepath.Join("/sysroot", guestPath)
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("/lower", target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("exposing the image root at %s: %w", guestPath, err)
+	}
+	if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("making %s read-only: %w", guestPath, err)
+	}
 	return nil
 }
 

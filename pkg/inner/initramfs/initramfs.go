@@ -29,11 +29,13 @@ type Options struct {
 	Decompress Decompressor
 	// Mounts are further shares for the guest init to mount.
 	Mounts []guestinit.Mount
+	// ImageRoot is where the guest init exposes the pristine image root.
+	ImageRoot string
 }
 
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
-	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts}
+	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts, ImageRoot: o.ImageRoot}
 	res, err := ResolveModules(o.ModulesDir, RootModules)
 	if err != nil {
 		return cfg, err

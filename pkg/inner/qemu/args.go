@@ -34,6 +34,15 @@ type Config struct {
 	VsockCID uint32
 	// Shares are further virtiofs devices (host directories).
 	Shares []Share
+	// Drives are disk image files attached as virtio block devices.
+	Drives []Drive
+}
+
+// Drive is a disk image file.
+type Drive struct {
+	Path   string // no commas (QEMU's option syntax)
+	Format string // raw or qcow2
+	Serial string // the guest sees /dev/disk/by-id/virtio-SERIAL
 }
 
 // Share is one more virtiofs device.
@@ -88,6 +97,15 @@ func Args(c Config) []string {
 		a = append(a,
 			"-chardev", "socket,id="+sh.Tag+",path="+sh.Socket,
 			"-device", "vhost-user-fs-pci,queue-size=1024,chardev="+sh.Tag+",tag="+sh.Tag)
+	}
+	for i, d := range c.Drives {
+		id := fmt.Sprintf("disk%d", i)
+		a = append(a,
+			// discard=unmap keeps a sparse file sparse when the guest trims;
+			// werror=report hands a full host disk to the guest as an I/O
+			// error instead of pausing the VM for ever.
+			"-drive", "if=none,id="+id+",file="+d.Path+",format="+d.Format+",cache=writeback,discard=unmap,werror=report,rerror=report",
+			"-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial)
 	}
 	a = append(a,
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort),

@@ -59,3 +59,22 @@ func TestArgsKVMAndVsock(t *testing.T) {
 		t.Fatalf("vsock device missing: %q", got)
 	}
 }
+
+func TestArgsDrives(t *testing.T) {
+	got := Args(Config{Name: "x", Accel: "tcg", MemoryMiB: 512, VCPUs: 1, SSHForwardPort: 2222, NetProbePort: 2223,
+		Drives: []Drive{{Path: "/bcvk/disks/disk.qcow2", Format: "qcow2", Serial: "output"}}})
+	want := []string{
+		"-drive", "if=none,id=disk0,file=/bcvk/disks/disk.qcow2,format=qcow2,cache=writeback,discard=unmap,werror=report,rerror=report",
+		"-device", "virtio-blk-pci,drive=disk0,serial=output",
+		"-netdev",
+	}
+	for i, a := range got {
+		if a == "-drive" {
+			if !reflect.DeepEqual(got[i:i+len(want)], want) {
+				t.Fatalf("got %q", got[i:i+len(want)])
+			}
+			return
+		}
+	}
+	t.Fatalf("no -drive in %q", got)
+}

@@ -63,7 +63,9 @@ type Options struct {
 	ImageRoot string
 	StateDir  string
 	RunDir    string
+	DisksDir  string
 	QEMU      string
+	QEMUImg   string
 	Virtiofsd string
 	KVMDevice string
 	Stdin     io.Reader
@@ -75,7 +77,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
-		QEMU: qemu.DefaultBinary, Virtiofsd: virtiofsd.DefaultBinary, KVMDevice: "/dev/kvm",
+		DisksDir: spec.DisksDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img", Virtiofsd: virtiofsd.DefaultBinary, KVMDevice: "/dev/kvm",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
 }
@@ -213,6 +215,10 @@ func (s *supervisor) run(args []string) (int, error) {
 		cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v)
 	}
 
+	if cfg.Drives, err = s.prepareDisks(); err != nil {
+		return ExitSetup, err
+	}
+
 	accel, probe, err := s.chooseAccel()
 	if err != nil {
 		return ExitSetup, err
@@ -264,6 +270,40 @@ func (s *supervisor) run(args []string) (int, error) {
 	cancel()
 	vm.stopHelpers()
 	return s.exitStatus(vm), nil
+}
+
+// prepareDisks creates the disk files the spec asks for and returns them as
+// QEMU drives.
+func (s *supervisor) prepareDisks() ([]qemu.Drive, error) {
+	var drives []qemu.Drive
+	for _, d := range s.sp.Disks {
+		path := filepath.Join(s.o.DisksDir, d.File)
+		if d.CreateSize > 0 {
+			if err := s.createDisk(path, d); err != nil {
+				return nil, fmt.Errorf("creating the disk %s: %w", d.File, err)
+			}
+		} else if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("disk %s: %w (is a host directory mounted at %s?)", d.File, err, s.o.DisksDir)
+		}
+		drives = append(drives, qemu.Drive{Path: path, Format: d.Format, Serial: d.Serial})
+	}
+	return drives, nil
+}
+
+func (s *supervisor) createDisk(path string, d spec.Disk) error {
+	if d.Format == spec.FormatQCOW2 {
+		return s.table.Run(context.Background(), io.Discard, s.o.QEMUImg, "create", "-q", "-f", "qcow2", path, fmt.Sprint(d.CreateSize))
+	}
+	// O_EXCL: a disk that is already there is not ours to overwrite.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(d.CreateSize); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // chooseAccel returns the accelerator and whether its first boot must be
@@ -358,7 +398,7 @@ func (s *supervisor) buildInitramfs(k kernel.Kernel, path string) error {
 	}
 	cfg, err := initramfs.Build(f, initramfs.Options{
 		InitBinary: self, ModulesDir: k.ModulesDir, RootTag: rootTag,
-		Decompress: s.decompress, Mounts: mounts,
+		Decompress: s.decompress, Mounts: mounts, ImageRoot: spec.GuestImageRoot,
 	})
 	if err != nil {
 		return fmt.Errorf("building the boot initramfs: %w", err)

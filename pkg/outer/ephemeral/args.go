@@ -25,6 +25,8 @@ type ContainerConfig struct {
 	Labels      map[string]string
 	Remove      bool // --rm: podman removes the container when the VM ends
 	Binds       []spec.Bind
+	// DisksDir is a host directory for the VM's disk images (to-disk).
+	DisksDir string
 	// NoNetwork gives the container no network of its own: SSH still works
 	// (it goes through podman exec to QEMU's loopback forward), but the
 	// guest cannot reach out. For rootless hosts where slirp4netns cannot
@@ -60,6 +62,9 @@ func PodmanRunArgs(c ContainerConfig) []string {
 			m += ",ro=true"
 		}
 		a = append(a, "--mount", m)
+	}
+	if c.DisksDir != "" {
+		a = append(a, "--mount", "type=bind,source="+c.DisksDir+",destination="+spec.DisksDir)
 	}
 	a = append(a,
 		"--tmpfs", "/run:rw,mode=0755",

@@ -61,10 +61,10 @@ func TestExecSSHArgs(t *testing.T) {
 
 func TestCleanupsRunInReverseAndJoinErrors(t *testing.T) {
 	var order []int
-	var c cleanups
-	c.add(func(context.Context) error { order = append(order, 1); return errors.New("one") })
-	c.add(func(context.Context) error { order = append(order, 2); return nil })
-	c.add(func(context.Context) error { order = append(order, 3); return errors.New("three") })
+	var c Cleanups
+	c.Add(func(context.Context) error { order = append(order, 1); return errors.New("one") })
+	c.Add(func(context.Context) error { order = append(order, 2); return nil })
+	c.Add(func(context.Context) error { order = append(order, 3); return errors.New("three") })
 	err := c.run(context.Background())
 	if !reflect.DeepEqual(order, []int{3, 2, 1}) {
 		t.Fatalf("order %v", order)

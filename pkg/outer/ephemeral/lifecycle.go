@@ -22,12 +22,12 @@ type RunMode struct {
 // until the VM ends. A VM that never becomes ready is removed.
 func Run(ctx context.Context, pc *podman.Client, o Options, mode RunMode, st Streams) (err error) {
 	status := progress.New(st.Err, o.Progress)
-	var cl cleanups
+	var cl Cleanups
 	keep := false
 	defer func() {
 		status.End(err == nil)
 		if !keep {
-			err = cl.finish(err)
+			err = cl.Finish(err)
 		}
 	}()
 	vm, err := Launch(ctx, pc, o, status, &cl)

@@ -60,6 +60,11 @@ type Options struct {
 	// Remove makes podman remove the container when the VM ends (--rm).
 	Remove bool
 	Pull   PullOptions
+	// DisksDir is a host directory mounted for the spec's disks.
+	DisksDir string
+	// Preflighted skips the checks of podman and the images when the caller
+	// has just made them.
+	Preflighted *podman.Image
 }
 
 // RunSSH boots Image, waits for SSH, runs Command (or a shell) and removes
@@ -67,10 +72,10 @@ type Options struct {
 // command's status when the command ran.
 func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err error) {
 	status := progress.New(st.Err, o.Progress)
-	var cl cleanups
+	var cl Cleanups
 	defer func() {
 		status.End(err == nil)
-		err = cl.finish(err)
+		err = cl.Finish(err)
 	}()
 	vm, err := Launch(ctx, pc, o, status, &cl)
 	if err != nil {
@@ -92,11 +97,14 @@ type Launched struct {
 // Launch checks the host and images, prepares the VM's state directory
 // (spec and a fresh SSH key) and starts its container. What it creates is
 // registered in cl, for the caller to keep or remove.
-func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.Status, cl *cleanups) (*Launched, error) {
-	status.Start("Checking podman and images")
-	img, err := Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status)
-	if err != nil {
-		return nil, err
+func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.Status, cl *Cleanups) (*Launched, error) {
+	img := o.Preflighted
+	if img == nil {
+		status.Start("Checking podman and images")
+		var err error
+		if img, err = Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status); err != nil {
+			return nil, err
+		}
 	}
 	sp := o.Spec
 	if sp.Name == "" {
@@ -110,7 +118,7 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 	if err != nil {
 		return nil, err
 	}
-	cl.add(func(context.Context) error { return os.RemoveAll(dir) })
+	cl.Add(func(context.Context) error { return os.RemoveAll(dir) })
 
 	key, err := sshkey.Generate("bcvk-" + sp.Name)
 	if err != nil {
@@ -134,11 +142,11 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage,
 		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
-		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds, NoNetwork: noNet,
+		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: o.DisksDir,
 	})
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.
-	cl.add(func(ctx context.Context) error { return pc.Remove(ctx, sp.Name) })
+	cl.Add(func(ctx context.Context) error { return pc.Remove(ctx, sp.Name) })
 	status.Start("Starting container " + sp.Name)
 	// Not tied to ctx: killing podman half way through creating a container
 	// leaves more behind than letting it finish and removing the result.
@@ -396,14 +404,14 @@ func hasKVM() bool {
 	return unix.Access("/dev/kvm", unix.R_OK|unix.W_OK) == nil
 }
 
-// cleanups are undo steps, run in reverse order.
-type cleanups []func(context.Context) error
+// Cleanups are undo steps, run in reverse order.
+type Cleanups []func(context.Context) error
 
-func (c *cleanups) add(f func(context.Context) error) { *c = append(*c, f) }
+func (c *Cleanups) Add(f func(context.Context) error) { *c = append(*c, f) }
 
-// finish runs the cleanups with a context of their own (the caller's may be
+// Finish runs the Cleanups with a context of their own (the caller's may be
 // cancelled: that is often why we clean up) and adds their errors to err.
-func (c cleanups) finish(err error) error {
+func (c Cleanups) Finish(err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if cerr := c.run(ctx); cerr != nil {
@@ -412,8 +420,8 @@ func (c cleanups) finish(err error) error {
 	return err
 }
 
-// run runs the cleanups in reverse order and joins their errors.
-func (c cleanups) run(ctx context.Context) error {
+// run runs the Cleanups in reverse order and joins their errors.
+func (c Cleanups) run(ctx context.Context) error {
 	var errs []error
 	for i := len(c) - 1; i >= 0; i-- {
 		if err := c[i](ctx); err != nil {

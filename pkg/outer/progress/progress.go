@@ -43,6 +43,7 @@ type Status struct {
 	w     io.Writer
 	mode  Mode
 	mu    sync.Mutex
+	wmu   sync.Mutex // one writer at a time: the spinner or Log
 	step  string
 	start time.Time
 	stop  chan struct{}
@@ -74,12 +75,27 @@ func (s *Status) spin(step string, start time.Time, stop, done chan struct{}) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for i := 0; ; i++ {
+		s.wmu.Lock()
 		fmt.Fprintf(s.w, "\r\x1b[K%s %s (%.0fs)", frames[i%len(frames)], step, time.Since(start).Seconds())
+		s.wmu.Unlock()
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// Log prints a line of output that belongs to the current step (a tool's
+// own progress) above the spinner; quiet mode drops it.
+func (s *Status) Log(line string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	switch s.mode {
+	case Plain:
+		fmt.Fprintf(s.w, "  %s\n", line)
+	case Spinner:
+		fmt.Fprintf(s.w, "\r\x1b[K  %s\n", line)
 	}
 }
 

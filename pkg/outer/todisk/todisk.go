@@ -1,0 +1,356 @@
+package todisk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bcvk/bcvk/pkg/command"
+	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// Named limits.
+const (
+	// DefaultInstallTimeout bounds `bootc install to-disk` in the VM; a copy
+	// of a few GiB under TCG takes minutes.
+	DefaultInstallTimeout = 30 * time.Minute
+	// MinDefaultSize is the smallest default disk: max(2 x image, 4 GiB).
+	MinDefaultSize int64 = 4 << 30
+	// overhead is what partitions and file system need beyond the image.
+	overhead int64 = 384 << 20
+	// installTailLines of the installer's output go into its error.
+	installTailLines = 15
+)
+
+// Options for Run.
+type Options struct {
+	Image   string
+	Disk    string
+	Format  string // "" picks it from Disk's extension
+	Size    int64  // bytes; 0 is the default
+	Install Install
+	DryRun  bool
+	// Overwrite allows replacing a file bcvk did not make.
+	Overwrite bool
+	// VM is the installer VM (memory, vCPUs, accelerator).
+	VM             spec.Spec
+	ReadyTimeout   time.Duration
+	InstallTimeout time.Duration
+	RunnerImage    string
+	Version        string
+	Progress       progress.Mode
+	Pull           ephemeral.PullOptions
+}
+
+// DefaultSize is max(2 x image size, 4 GiB), in whole MiB.
+func DefaultSize(imageSize int64) int64 {
+	return roundMiB(max(2*imageSize, MinDefaultSize))
+}
+
+func roundMiB(n int64) int64 { return (n + (1<<20 - 1)) &^ (1<<20 - 1) }
+
+// Run makes (or reuses) the disk. Dry runs print would-reuse or
+// would-regenerate on Out.
+func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams) (err error) {
+	status := progress.New(st.Err, o.Progress)
+	var cl ephemeral.Cleanups
+	defer func() {
+		status.End(err == nil)
+		err = cl.Finish(err)
+	}()
+	format, err := FormatFor(o.Disk, o.Format)
+	if err != nil {
+		return err
+	}
+	disk, err := filepath.Abs(o.Disk)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(filepath.Dir(disk)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the directory of %s does not exist: create it first", o.Disk)
+	}
+
+	status.Start("Checking podman and images")
+	var img *podman.Image
+	if o.DryRun {
+		// A dry run changes nothing: no pull.
+		if img, err = pc.InspectImage(ctx, o.Image); errors.Is(err, podman.ErrNoImage) {
+			status.End(true)
+			fmt.Fprintf(st.Err, "%s is not in local storage, so no disk can match it\n", o.Image)
+			fmt.Fprintln(st.Out, "would-regenerate")
+			return nil
+		}
+	} else {
+		img, err = ephemeral.Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status)
+	}
+	if err != nil {
+		return err
+	}
+	size := o.Size
+	if size == 0 {
+		size = DefaultSize(img.Size)
+	}
+	size = roundMiB(size)
+	if need := roundMiB(img.Size + overhead); size < need {
+		return fmt.Errorf("--disk-size %s is too small for %s (%s): give at least %s",
+			human(size), o.Image, human(img.Size), human(need))
+	}
+	if o.Install.RootSize != "" {
+		rs, _ := spec.ParseSize(o.Install.RootSize, 1) // validated by the caller
+		if rs > size-(130<<20) {
+			return fmt.Errorf("--root-size %s does not fit on a %s disk (the boot partitions take 128 MiB)", o.Install.RootSize, human(size))
+		}
+	}
+	key := Key{
+		Version: keyVersion, ImageDigest: img.Digest, ImageID: img.ID, ImageRef: o.Image,
+		Format: format, DiskSize: size, Filesystem: o.Install.Filesystem, RootSize: o.Install.RootSize,
+		KernelArgs: append([]string{}, o.Install.KernelArgs...),
+	}
+	v, err := Decide(disk, key)
+	if err != nil {
+		return err
+	}
+	status.End(true)
+	if o.DryRun {
+		if v.Decision == Reuse {
+			fmt.Fprintln(st.Out, "would-reuse")
+			return nil
+		}
+		if v.Why != "" {
+			fmt.Fprintf(st.Err, "%s: %s\n", o.Disk, v.Why)
+		}
+		if v.Decision == Foreign && !o.Overwrite {
+			fmt.Fprintf(st.Err, "A real run would refuse to replace it without --overwrite.\n")
+		}
+		fmt.Fprintln(st.Out, "would-regenerate")
+		return nil
+	}
+	switch v.Decision {
+	case Reuse:
+		fmt.Fprintf(st.Err, "Reusing %s: it was made from %s (%s) with the same options\n", o.Disk, o.Image, shortDigest(img))
+		return nil
+	case Foreign:
+		if !o.Overwrite {
+			return fmt.Errorf("%s already exists and %s: remove it, choose another path, or pass --overwrite", o.Disk, v.Why)
+		}
+	case Regenerate:
+		fmt.Fprintf(st.Err, "Regenerating %s (%s)\n", o.Disk, v.Why)
+	}
+	if err := checkSpace(filepath.Dir(disk), img.Size, format); err != nil {
+		return err
+	}
+
+	start := time.Now()
+	// The work happens in a private directory beside DISK, so the final
+	// rename is atomic and a failure leaves nothing at DISK.
+	tmp, err := os.MkdirTemp(filepath.Dir(disk), "."+filepath.Base(disk)+".bcvk-")
+	if err != nil {
+		return fmt.Errorf("making a work directory beside %s: %w", o.Disk, err)
+	}
+	cl.Add(func(context.Context) error { return os.RemoveAll(tmp) })
+
+	work := "disk." + installFormat(format)
+	sp := o.VM
+	sp.Name = ephemeral.RandomName() + "-to-disk"
+	sp.Disks = []spec.Disk{{File: work, Format: installFormat(format), Serial: Serial, CreateSize: size}}
+	vm, err := ephemeral.Launch(ctx, pc, ephemeral.Options{
+		Image: o.Image, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
+		Labels: map[string]string{LabelToDisk: "1"}, Pull: o.Pull, DisksDir: tmp, Preflighted: img,
+	}, status, &cl)
+	if err != nil {
+		return err
+	}
+	if err := ephemeral.WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
+		return err
+	}
+	if err := runInstall(ctx, pc, vm.Name, o, status); err != nil {
+		return err
+	}
+
+	status.Start("Powering off the installer VM")
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(ephemeral.StopTimeoutFor(sp)+30)*time.Second)
+	defer cancel()
+	if err := pc.Stop(sctx, vm.Name, ephemeral.StopTimeoutFor(sp)); err != nil {
+		return err
+	}
+	if code, err := pc.Wait(sctx, vm.Name); err != nil {
+		return err
+	} else if code != 0 {
+		return fmt.Errorf("the installer VM did not power off cleanly (exit status %d), so the disk may be incomplete; see `podman logs %s`", code, vm.Name)
+	}
+
+	out := filepath.Join(tmp, work)
+	if format != installFormat(format) {
+		status.Start("Converting to " + format)
+		name := sp.Name + "-convert"
+		cl.Add(func(ctx context.Context) error { return pc.Remove(ctx, name) })
+		final := "disk." + format
+		argv := append([]string{pc.Binary}, ConvertPodmanArgs(ConvertConfig{
+			Name: name, RunnerImage: o.RunnerImage, Version: o.Version, Dir: tmp,
+			From: work, To: final, Format: format,
+		})...)
+		if err := command.Run(ctx, command.Cmd{Argv: argv, NewProcessGroup: true}); err != nil {
+			return fmt.Errorf("converting the disk to %s: %w", format, err)
+		}
+		out = filepath.Join(tmp, final)
+	}
+
+	status.Start("Writing " + o.Disk)
+	if err := finish(out, disk, key); err != nil {
+		return err
+	}
+	status.End(true)
+	fmt.Fprintf(st.Err, "Wrote %s (%s, %s) from %s in %.0fs\n", o.Disk, format, human(size), o.Image, time.Since(start).Seconds())
+	return nil
+}
+
+// runInstall runs the installer in the VM, streaming its output, and
+// reports its status and last lines when it fails.
+func runInstall(ctx context.Context, pc *podman.Client, name string, o Options, status *progress.Status) error {
+	status.Start("Installing: " + strings.Join(InstallArgs(o.Install), " "))
+	tail := &lineTail{max: installTailLines, emit: status.Log}
+	timeout := o.InstallTimeout
+	if timeout <= 0 {
+		timeout = DefaultInstallTimeout
+	}
+	ictx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := ephemeral.ExecSSH(ictx, pc, name, nil, InstallArgs(o.Install),
+		ephemeral.Streams{In: strings.NewReader(""), Out: tail, Err: tail})
+	tail.flush()
+	if err == nil {
+		return nil
+	}
+	last := ""
+	if lines := tail.lines(); len(lines) > 0 {
+		last = "\nLast installer output:\n  " + strings.Join(lines, "\n  ")
+	}
+	var ee *ephemeral.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case ictx.Err() != nil:
+		return fmt.Errorf("bootc install to-disk did not finish within %s (raise --install-timeout)%s", timeout, last)
+	case errors.As(err, &ee) && ee.Code == 255:
+		return fmt.Errorf("lost the SSH connection to the installer VM (ssh exit status 255)%s", last)
+	case errors.As(err, &ee):
+		return fmt.Errorf("bootc install to-disk failed with exit status %d%s", ee.Code, last)
+	}
+	return fmt.Errorf("running bootc install to-disk: %w", err)
+}
+
+// finish records the key, flushes the file and renames it into place.
+func finish(from, to string, key Key) error {
+	if err := writeKey(from, key); err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			logrus.Warnf("%s keeps no extended attributes: the disk cannot be reused next time", filepath.Dir(to))
+		} else {
+			return fmt.Errorf("recording the cache key on the disk: %w", err)
+		}
+	}
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("flushing the disk: %w", err)
+	}
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("moving the disk into place: %w", err)
+	}
+	return nil
+}
+
+// checkSpace fails early when the directory cannot hold the disk: the
+// written data is about the image's size, twice while converting.
+func checkSpace(dir string, imageSize int64, format string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return nil // cannot tell; the VM's write will say
+	}
+	free := int64(fs.Bavail) * fs.Bsize
+	need := imageSize + overhead
+	if installFormat(format) != format {
+		need *= 2
+	}
+	if free < need {
+		return fmt.Errorf("not enough free space in %s: %s free, about %s needed; free some space or write the disk elsewhere", dir, human(free), human(need))
+	}
+	return nil
+}
+
+func shortDigest(img *podman.Image) string {
+	d := img.Digest
+	if d == "" {
+		d = img.ID
+	}
+	if i := strings.IndexByte(d, ':'); i >= 0 {
+		d = d[i+1:]
+	}
+	if len(d) > 12 {
+		d = d[:12]
+	}
+	return d
+}
+
+// human prints a size in the largest binary unit that keeps one decimal.
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// lineTail passes complete lines to emit and keeps the last max of them.
+type lineTail struct {
+	max     int
+	emit    func(string)
+	partial []byte
+	last    []string
+}
+
+func (t *lineTail) Write(p []byte) (int, error) {
+	t.partial = append(t.partial, p...)
+	for {
+		i := strings.IndexByte(string(t.partial), '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		t.line(strings.TrimRight(string(t.partial[:i]), "\r"))
+		t.partial = t.partial[i+1:]
+	}
+}
+
+func (t *lineTail) line(l string) {
+	t.emit(l)
+	t.last = append(t.last, l)
+	if len(t.last) > t.max {
+		t.last = t.last[len(t.last)-t.max:]
+	}
+}
+
+func (t *lineTail) flush() {
+	if len(t.partial) > 0 {
+		t.line(string(t.partial))
+		t.partial = nil
+	}
+}
+
+func (t *lineTail) lines() []string { return t.last }
+
+var _ io.Writer = (*lineTail)(nil)
