@@ -11,7 +11,7 @@ SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image sample-image demo test unit integration bench lint clean
+.PHONY: all build deps images base-image runner-image sample-image demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -47,7 +47,11 @@ integration: images
 	BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
 		$(GO) test -count=1 -v -timeout 60m ./tests/...
 
-test: unit integration
+# Every parser's fuzz test, briefly (FUZZTIME each).
+fuzz:
+	hack/fuzz.sh
+
+test: unit fuzz integration
 
 bench: images
 	hack/bench.sh

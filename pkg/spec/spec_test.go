@@ -88,3 +88,37 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func FuzzValidateKernelArg(f *testing.F) {
+	for _, s := range []string{"quiet", "a=b c", "", "x\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateKernelArg(s) == nil && (s == "" || strings.ContainsAny(s, " \t\n\r\x00")) {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func FuzzValidateName(f *testing.F) {
+	for _, s := range []string{"vm1", "-x", "a/b", strings.Repeat("a", 64)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateName(s) == nil && (len(s) > 63 || s == "" || strings.ContainsAny(s, "/ \t\n:=$") || s[0] == '-') {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func FuzzParseMemoryMiB(f *testing.F) {
+	for _, s := range []string{"2G", "256", "1T", "100", "1K"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMemoryMiB(s)
+		if err == nil && (m < MinMemoryMiB || m > MaxMemoryMiB) {
+			t.Fatalf("accepted %q as %d MiB", s, m)
+		}
+	})
+}

@@ -55,3 +55,20 @@ func TestRunUsage(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseLabels(f *testing.F) {
+	for _, s := range []string{"a=b", "bcvk.x=1", "=v", "k", "a b=c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := parseLabels([]string{s})
+		if err != nil {
+			return
+		}
+		for k := range m {
+			if k == "" || strings.HasPrefix(k, "bcvk.") || strings.ContainsAny(k, " \t\n") {
+				t.Fatalf("accepted label key %q from %q", k, s)
+			}
+		}
+	})
+}

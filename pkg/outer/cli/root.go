@@ -71,7 +71,7 @@ func NewRootCommand(st Streams) *cobra.Command {
 	}
 	pf.StringVar(&g.runnerImage, "runner-image", defRunner, "the runner image with QEMU and virtiofsd (env BCVK_RUNNER_IMAGE)")
 
-	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st), newToDiskCommand(g, st))
+	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st), newToDiskCommand(g, st), newSystemCommand(g, st))
 	// The project plan's names stay valid.
 	runAlias := newRunCommand(g, st)
 	runAlias.Use = strings.Replace(runAlias.Use, "run", "run-ephemeral", 1)

@@ -67,3 +67,20 @@ func RememberKVMUnusable(reason string) {
 		_ = os.Rename(tmp, filepath.Join(base, kvmVerdictFile))
 	}
 }
+
+// KVMVerdict returns why KVM failed earlier in this host boot, if it did.
+func KVMVerdict() (reason string, failed bool) {
+	base, err := StateBase()
+	if err != nil {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(base, kvmVerdictFile))
+	if err != nil {
+		return "", false
+	}
+	var v kvmVerdict
+	if json.Unmarshal(b, &v) != nil || v.BootID == "" || v.BootID != bootID() {
+		return "", false
+	}
+	return v.Reason, true
+}

@@ -162,3 +162,36 @@ func (c *Client) List(ctx context.Context, label string) ([]Container, error) {
 	}
 	return cs, nil
 }
+
+// Info is the part of `podman info` that bcvk checks.
+type Info struct {
+	Host struct {
+		OCIRuntime struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"ociRuntime"`
+		CgroupVersion string `json:"cgroupVersion"`
+		Security      struct {
+			Rootless bool `json:"rootless"`
+		} `json:"security"`
+	} `json:"host"`
+	Store struct {
+		GraphRoot string `json:"graphRoot"`
+	} `json:"store"`
+	Version struct {
+		Version string `json:"Version"`
+	} `json:"version"`
+}
+
+// Info returns `podman info`.
+func (c *Client) Info(ctx context.Context) (*Info, error) {
+	out, err := c.Output(ctx, "info", "--format", "json")
+	if err != nil {
+		return nil, fmt.Errorf("podman is not usable: %w", err)
+	}
+	var i Info
+	if err := json.Unmarshal(out, &i); err != nil {
+		return nil, fmt.Errorf("reading podman info: %w", err)
+	}
+	return &i, nil
+}

@@ -117,3 +117,27 @@ func TestLineTail(t *testing.T) {
 		t.Fatalf("seen %q, kept %q", seen, lt.lines())
 	}
 }
+
+func FuzzInstallOptions(f *testing.F) {
+	f.Add("ext4", "3G", "quiet", "disk.qcow2", "")
+	f.Add("nosuchfs", "x", "a b", "d.VHD", "vdi")
+	f.Fuzz(func(t *testing.T, fs, rootSize, karg, disk, format string) {
+		in := Install{Filesystem: fs, RootSize: rootSize, KernelArgs: []string{karg}}
+		if in.Validate() == nil {
+			for _, a := range InstallArgs(in) {
+				if a == "" || strings.ContainsAny(a, " \t\n\x00") {
+					t.Fatalf("install argument %q from %+v", a, in)
+				}
+			}
+		}
+		if got, err := FormatFor(disk, format); err == nil {
+			ok := false
+			for _, f := range Formats {
+				ok = ok || f == got
+			}
+			if !ok {
+				t.Fatalf("format %q", got)
+			}
+		}
+	})
+}

@@ -1,0 +1,190 @@
+// Package hostcheck reports what the host offers bcvk and what it lacks,
+// with a fix for each problem (`bcvk system check`).
+package hostcheck
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"golang.org/x/sys/unix"
+)
+
+// Levels of a finding.
+const (
+	OK      = "ok"
+	Info    = "info"    // absent, but bcvk works without it
+	Warning = "warning" // works, slower or with less
+	Error   = "error"   // bcvk cannot work until fixed
+)
+
+// Finding is one checked item.
+type Finding struct {
+	Item   string `json:"item"`
+	Level  string `json:"level"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Host is what the checks look at; tests replace parts of it.
+type Host struct {
+	Podman      *podman.Client // nil: podman is not installed
+	RunnerImage string
+	KVMDevice   string
+	VsockDevice string
+	TunDevice   string
+	MemInfo     string
+}
+
+// DefaultHost is this machine.
+func DefaultHost(pc *podman.Client, runner string) Host {
+	return Host{Podman: pc, RunnerImage: runner, KVMDevice: "/dev/kvm", VsockDevice: "/dev/vhost-vsock",
+		TunDevice: "/dev/net/tun", MemInfo: "/proc/meminfo"}
+}
+
+// MinFreeBytes below which a directory bcvk writes to gets a warning.
+const MinFreeBytes = 2 << 30
+
+// Run checks everything and returns the findings in a fixed order.
+func Run(ctx context.Context, h Host) []Finding {
+	var fs []Finding
+	add := func(item, level, detail, fix string) {
+		fs = append(fs, Finding{Item: item, Level: level, Detail: detail, Fix: fix})
+	}
+	var info *podman.Info
+	if h.Podman == nil {
+		add("podman", Error, "not installed", "install podman and runc (Debian: apt-get install podman runc, or run hack/install-host-deps.sh as root)")
+	} else if i, err := h.Podman.Info(ctx); err != nil {
+		add("podman", Error, firstLine(err.Error()), "run `podman info` to see what is wrong; on Debian 12 hack/install-host-deps.sh writes a working containers.conf")
+	} else {
+		info = i
+		mode := "rootful"
+		if i.Host.Security.Rootless {
+			mode = "rootless"
+		}
+		add("podman", OK, fmt.Sprintf("%s, %s, cgroup %s", i.Version.Version, mode, i.Host.CgroupVersion), "")
+		rt := i.Host.OCIRuntime.Name + " " + strings.TrimPrefix(firstLine(i.Host.OCIRuntime.Version), i.Host.OCIRuntime.Name+" version ")
+		if i.Host.OCIRuntime.Name == "crun" && i.Host.CgroupVersion == "v1" {
+			add("runtime", Warning, rt+" on cgroup v1 (crun fails on hybrid cgroup hosts)", `set runtime = "runc" under [engine] in containers.conf`)
+		} else {
+			add("runtime", OK, rt, "")
+		}
+		ok, err := h.Podman.ImageExists(ctx, h.RunnerImage)
+		switch {
+		case err != nil:
+			add("runner image", Error, firstLine(err.Error()), "")
+		case !ok:
+			add("runner image", Error, h.RunnerImage+" is not in local storage", "build it with `make runner-image` in the bcvk source tree, or pass --runner-image")
+		default:
+			add("runner image", OK, h.RunnerImage, "")
+		}
+	}
+
+	nofile, nproc := ephemeral.Rlimits()
+	if nofile < 16384 {
+		add("ulimits", Warning, fmt.Sprintf("hard nofile %d (virtiofsd holds a descriptor per open guest file)", nofile),
+			"raise the hard limit (limits.conf or systemd LimitNOFILE=) to 65536 or more")
+	} else {
+		add("ulimits", OK, fmt.Sprintf("nofile %d, nproc %d given to each VM container", nofile, nproc), "")
+	}
+
+	switch err := unix.Access(h.KVMDevice, unix.R_OK|unix.W_OK); {
+	case err == nil:
+		if _, failed := ephemeral.KVMVerdict(); failed {
+			add("kvm", Warning, h.KVMDevice+" is there, but KVM failed in a VM earlier in this host boot, so VMs use TCG software emulation (remembered until reboot)", "nested KVM often fails like this; run on bare metal or fix nested virtualisation in the hypervisor")
+		} else {
+			add("kvm", OK, h.KVMDevice+" usable (bcvk watches the first boot and falls back to TCG if it fails)", "")
+		}
+	case os.IsNotExist(err):
+		add("kvm", Warning, "no "+h.KVMDevice+": VMs use TCG software emulation, several times slower", "load kvm_intel or kvm_amd, or enable virtualisation in the firmware or hypervisor")
+	default:
+		add("kvm", Warning, h.KVMDevice+" is not accessible to you: "+err.Error(), "add yourself to the kvm group (usermod -aG kvm USER) and log in again")
+	}
+
+	if _, err := os.Stat(h.VsockDevice); err == nil {
+		add("vsock", OK, h.VsockDevice+" present", "")
+	} else {
+		add("vsock", Info, "no "+h.VsockDevice+"; not needed: SSH goes through podman exec and QEMU's loopback forward", "")
+	}
+
+	if os.Geteuid() != 0 {
+		if err := unix.Access(h.TunDevice, unix.R_OK|unix.W_OK); err != nil {
+			add("network", Warning, h.TunDevice+" is not usable by you, so rootless VM containers get no network (SSH still works)", "as root: chmod 0666 "+h.TunDevice)
+		} else {
+			add("network", OK, h.TunDevice+" usable", "")
+		}
+	}
+
+	dirs := []struct{ what, path string }{}
+	if base, err := ephemeral.StateBase(); err == nil {
+		dirs = append(dirs, struct{ what, path string }{"VM state", base})
+	} else {
+		add("state directory", Error, err.Error(), "")
+	}
+	if info != nil && info.Store.GraphRoot != "" {
+		dirs = append(dirs, struct{ what, path string }{"container storage", info.Store.GraphRoot})
+	}
+	for _, d := range dirs {
+		var st unix.Statfs_t
+		if err := unix.Statfs(d.path, &st); err != nil {
+			continue
+		}
+		free := int64(st.Bavail) * st.Bsize
+		detail := fmt.Sprintf("%s: %.1f GiB free in %s", d.what, float64(free)/(1<<30), d.path)
+		if free < MinFreeBytes {
+			add("disk space", Warning, detail, "free some space (podman system prune, old disk images)")
+		} else {
+			add("disk space", OK, detail, "")
+		}
+	}
+
+	if avail, ok := memAvailable(h.MemInfo); ok {
+		detail := fmt.Sprintf("%.1f GiB available (a VM takes --memory, 2 GiB by default)", float64(avail)/(1<<30))
+		if avail < 5<<29 {
+			add("memory", Warning, detail, "give VMs less with --memory, or free memory")
+		} else {
+			add("memory", OK, detail, "")
+		}
+	}
+	return fs
+}
+
+// Failed reports whether any finding is an error.
+func Failed(fs []Finding) bool {
+	for _, f := range fs {
+		if f.Level == Error {
+			return true
+		}
+	}
+	return false
+}
+
+func memAvailable(path string) (int64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
