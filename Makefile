@@ -55,6 +55,7 @@ test: unit fuzz integration
 
 bench: images
 	hack/bench.sh
+	hack/bench-extras.sh
 
 # Man pages and the command reference, generated from the command tree.
 man: build

@@ -101,9 +101,8 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		size = DefaultSize(img.Size)
 	}
 	size = roundMiB(size)
-	if need := roundMiB(img.Size + overhead); size < need {
-		return fmt.Errorf("--disk-size %s is too small for %s (%s): give at least %s",
-			human(size), o.Image, human(img.Size), human(need))
+	if err := checkSize(size, img.Size, o.Image); err != nil {
+		return err
 	}
 	if o.Install.RootSize != "" {
 		rs, _ := spec.ParseSize(o.Install.RootSize, 1) // validated by the caller
@@ -269,6 +268,15 @@ func finish(from, to string, key Key) error {
 	}
 	if err := os.Rename(from, to); err != nil {
 		return fmt.Errorf("moving the disk into place: %w", err)
+	}
+	return nil
+}
+
+// checkSize refuses a disk that cannot hold the image.
+func checkSize(size, imageSize int64, image string) error {
+	if need := roundMiB(imageSize + overhead); size < need {
+		return fmt.Errorf("--disk-size %s is too small for %s (%s): give at least %s",
+			human(size), image, human(imageSize), human(need))
 	}
 	return nil
 }

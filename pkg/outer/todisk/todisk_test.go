@@ -141,3 +141,12 @@ func FuzzInstallOptions(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckSize(t *testing.T) {
+	if err := checkSize(1<<30, 900<<20, "img"); err == nil || !strings.Contains(err.Error(), "--disk-size 1.0 GiB is too small for img (900 MiB): give at least 1.3 GiB") {
+		t.Fatalf("got %v", err)
+	}
+	if err := checkSize(4<<30, 900<<20, "img"); err != nil {
+		t.Fatal(err)
+	}
+}
