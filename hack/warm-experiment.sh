@@ -22,7 +22,11 @@
 # Env: SAMPLE_IMAGE, BCVK_RUNNER_IMAGE, RESTORES (3), BOOT_TIMEOUT (300 s),
 # MEMORY_MIB (2048), WARM_INCOMING ("defer": -incoming defer + QMP
 # migrate-incoming; "direct": -incoming file:PATH on the command line; a
-# space-separated list is cycled through the restores), WARM_KEEP (1: keep
+# space-separated list is cycled through the restores), WARM_CAPS (migration
+# capabilities set before migrate and migrate-incoming, e.g. "mapped-ram" or
+# "mapped-ram multifd"; needs WARM_INCOMING=defer), WARM_LINGER (1: loginctl
+# enable-linger root before the save, so root's user manager is in the
+# snapshot), WARM_KEEP (1: keep
 # the shared directory), WARM_DIR (the shared directory's parent, /var/tmp).
 set -euo pipefail
 export LC_ALL=C
@@ -76,6 +80,7 @@ mkdir -p "$out"
 finish() {
 	[[ -z $qemu_pid ]] || kill -9 "$qemu_pid" 2>/dev/null || true
 	[[ -z $vfs_pid ]] || kill -9 "$vfs_pid" 2>/dev/null || true
+	{ wait 2>/dev/null; } 2>/dev/null || true # no "Killed" notices
 	cp "$run"/*.log "$run"/*.err "$out"/ 2>/dev/null || true
 }
 trap finish EXIT
@@ -97,7 +102,7 @@ qmp_fd=''
 qmp_open() { # waits up to 30 s for QEMU's QMP server
 	local i line
 	for ((i = 0; i < 3000; i++)); do
-		if exec {qmp_fd}<>/dev/tcp/127.0.0.1/$QMP_PORT 2>/dev/null; then
+		if { exec {qmp_fd}<>/dev/tcp/127.0.0.1/$QMP_PORT; } 2>/dev/null; then
 			read -r -t 10 line <&"$qmp_fd" || return 1 # the greeting
 			qmp_raw '{"execute":"qmp_capabilities"}' >/dev/null
 			return
@@ -126,6 +131,15 @@ qmp() { # COMMAND [ARGUMENTS-JSON]
 }
 field() { # JSON KEY: the first "KEY": VALUE (string or number) in JSON
 	sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\).*/\1/p" <<<"$1" | head -n1
+}
+set_caps() { # WARM_CAPS: migration capabilities, set on both sides
+	local c list=''
+	for c in ${WARM_CAPS:-}; do list+="${list:+,}{\"capability\":\"$c\",\"state\":true}"; done
+	[[ -z $list ]] && return 0
+	r=$(qmp migrate-set-capabilities "{\"capabilities\":[$list]}") || fail "migrate-set-capabilities: $r"
+	if [[ " $WARM_CAPS " = *" multifd "* ]]; then
+		r=$(qmp migrate-set-parameters '{"multifd-channels":2}') || fail "migrate-set-parameters: $r"
+	fi
 }
 
 # ---- the VM, as bcvk (pkg/inner/qemu.Args, pkg/inner/virtiofsd.Args) ----
@@ -231,10 +245,15 @@ if [[ $mode = save ]]; then
 	gssh "echo $token >/root/marker && cat /root/marker" >/dev/null || fail "cannot write /root/marker"
 	gssh 'cat /proc/meminfo' | awk '/^(MemFree|Cached|Shmem):/ {printf "%s%s ", $1, $2} END {print ""}' |
 		sed 's/^/WARM save guest_meminfo_kB /'
+	if [[ ${WARM_LINGER:-0} = 1 ]]; then
+		# Keep root's user manager running, so a restored login need not start it.
+		gssh 'loginctl enable-linger root && sleep 3 && systemctl is-active user@0.service' | sed 's/^/WARM save linger user@0=/'
+	fi
 	sleep 12 # let root's user manager (UserStopDelaySec=10) stop: a quiet guest
 	# ---- save ----
 	stamp t_stop
 	r=$(qmp stop) || fail "stop: $r"
+	set_caps
 	r=$(qmp migrate "{\"uri\":\"file:$exp/vm.state\"}") || fail "migrate: $r"
 	for ((;;)); do
 		r=$(qmp query-migrate) || fail "query-migrate: $r"
@@ -262,6 +281,7 @@ stamp t_qmp
 r=$(qmp query-status) || true
 say "status_at_start=$(field "$r" status) qmp_ms=$(ms "$t_qemu" "$t_qmp")"
 if [[ $incoming = defer ]]; then
+	set_caps
 	r=$(qmp migrate-incoming "{\"uri\":\"file:$exp/vm.state\"}") || fail "migrate-incoming: $r"
 fi
 for ((;;)); do
@@ -288,6 +308,13 @@ stamp t_ssh
 say "qemu_to_ssh_ms=$(ms "$t_qemu" "$t_ssh") qemu_to_banner_ms=$(ms "$t_qemu" "$t_banner") cont_to_ssh_ms=$(ms "$t_cont" "$t_ssh") tries=$tries" \
 	"container_to_qemu_ms=$(ms "$t_container" "$t_qemu") virtiofsd_ms=$(ms "$t_vfs" "$t_qemu")"
 
+# Later logins: what a login costs once the guest runs again.
+for k in 2 3; do
+	stamp a
+	gssh true || true
+	stamp b
+	say "login${k}_ms=$(ms "$a" "$b")"
+done
 # ---- checks in the restored guest ----
 check() { # NAME COMMAND: one line "WARM restoreN check NAME=... "
 	local o rc=0
@@ -332,6 +359,7 @@ run_container() { # NAME ARGS...: one podman run of exp.sh, output to stdout
 		--tmpfs /run:rw,mode=0755 \
 		--ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc_limit:$nproc_limit" \
 		--security-opt label=disable \
+		--env "WARM_CAPS=${WARM_CAPS:-}" --env "WARM_LINGER=${WARM_LINGER:-0}" \
 		--entrypoint /bin/bash "$RUNNER_IMAGE" /exp/exp.sh "$@" &
 	child=$!
 	wait "$child" || rc=$?

@@ -8,6 +8,10 @@ const (
 	LabelImage     = "bcvk.image"     // the bootc image reference
 	LabelName      = "bcvk.name"      // the VM name
 	LabelStateDir  = "bcvk.state-dir" // host directory with key, events and console
+	// LabelOwner is "PID@BOOT-ID" of the bcvk process that removes the
+	// container when it ends (run-ssh, to-disk); a container whose owner is
+	// gone was left by a killed bcvk, and the next bcvk removes it.
+	LabelOwner = "bcvk.owner"
 	// BootcLabel marks bootc images.
 	BootcLabel = "containers.bootc"
 )

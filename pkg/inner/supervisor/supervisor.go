@@ -42,6 +42,7 @@ const (
 	ExitGuestBoot  = 3 // the guest could not mount its root or find its init
 	ExitKilled     = 4 // the guest did not power off in time and was killed
 	ExitPanic      = 5 // the guest kernel panicked
+	ExitHelper     = 6 // virtiofsd died, so the VM was stopped
 )
 
 // Named timeouts.
@@ -108,9 +109,10 @@ type supervisor struct {
 	eventsFile *os.File
 	endReason  string
 
-	mu         sync.Mutex
-	guestError string // from the guest init's error line
-	guestPanic string // the kernel's panic line
+	mu          sync.Mutex
+	guestError  string // from the guest init's error line
+	guestPanic  string // the kernel's panic line
+	guestReboot bool   // the kernel said it restarts the system
 }
 
 func (s *supervisor) loadSpec(args []string) error {
@@ -260,6 +262,12 @@ func (s *supervisor) run(args []string) (int, error) {
 
 	select {
 	case <-vm.qemu.Done():
+	case p := <-vm.helperDied():
+		// The guest cannot go on without its file system: stop it, loudly.
+		s.endReason = fmt.Sprintf("%s %s, so the VM was stopped%s", p.Name, p.ExitDescription(), p.Output())
+		logrus.Error(s.endReason)
+		vm.kill()
+		return ExitHelper, nil
 	case sig := <-sigs:
 		logrus.Infof("received %v: asking the guest to power off (up to %s)", sig, time.Duration(s.sp.ShutdownTimeout))
 		if code, done := s.shutdown(vm, sigs); done {
@@ -526,6 +534,11 @@ func (s *supervisor) onConsoleLine(l string) {
 		s.mu.Unlock()
 	case strings.Contains(l, guestinit.Marker+guestinit.HandoverMessage):
 		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+	case strings.Contains(l, "reboot: Restarting system"):
+		// -no-reboot turns the reset into QEMU's exit.
+		s.mu.Lock()
+		s.guestReboot = true
+		s.mu.Unlock()
 	}
 }
 
@@ -561,6 +574,24 @@ func (v *vm) kill() {
 	<-v.qemu.Done()
 	<-v.consoleDone
 	v.stopHelpers()
+}
+
+// helperDied delivers the first virtiofsd that ends while QEMU runs.
+func (v *vm) helperDied() <-chan *proc.Proc {
+	ch := make(chan *proc.Proc, 1)
+	for _, p := range append([]*proc.Proc{v.virtiofsd}, v.shares...) {
+		go func() {
+			select {
+			case <-p.Done():
+				select {
+				case ch <- p:
+				default:
+				}
+			case <-v.qemu.Done():
+			}
+		}()
+	}
+	return ch
 }
 
 func (v *vm) stopHelpers() {
@@ -653,7 +684,7 @@ wait:
 func (s *supervisor) exitStatus(v *vm) int {
 	<-v.consoleDone
 	s.mu.Lock()
-	gerr, panicLine := s.guestError, s.guestPanic
+	gerr, panicLine, reboot := s.guestError, s.guestPanic, s.guestReboot
 	s.mu.Unlock()
 	ws := v.qemu.Status()
 	switch {
@@ -665,6 +696,9 @@ func (s *supervisor) exitStatus(v *vm) int {
 		s.endReason = "the guest kernel panicked: " + panicLine
 		logrus.Error(s.endReason)
 		return ExitPanic
+	case ws.Exited() && ws.ExitStatus() == 0 && reboot:
+		s.endReason = "the guest rebooted, and an ephemeral VM ends when its guest reboots"
+		return ExitPoweredOff
 	case ws.Exited() && ws.ExitStatus() == 0:
 		s.endReason = "the guest powered off"
 		return ExitPoweredOff

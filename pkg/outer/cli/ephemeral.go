@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
@@ -44,6 +45,7 @@ type vmFlags struct {
 	roBinds      []string
 	pull         string
 	tlsVerify    bool
+	fast         bool
 }
 
 func (f *vmFlags) pullOptions() (ephemeral.PullOptions, error) {
@@ -72,6 +74,16 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
 	fs.StringVar(&f.pull, "pull", ephemeral.PullMissing, "pull the image: missing, always or never")
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
+	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
+}
+
+// fastHelp lists what --fast adds and gives up, for --help.
+func fastHelp() string {
+	var b strings.Builder
+	for _, a := range spec.FastKernelArgs {
+		fmt.Fprintf(&b, "\n  %s: %s", a.Arg, a.Why)
+	}
+	return b.String()
 }
 
 // spec validates the flags into a Spec; every problem is reported at once,
@@ -86,6 +98,9 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	sp.MemoryMiB = mem
 	sp.VCPUs = f.vcpus
 	sp.KernelArgs = f.kargs
+	if f.fast {
+		sp.KernelArgs = append(spec.FastArgs(), f.kargs...)
+	}
 	sp.Accel = f.accel
 	if _, err := f.pullOptions(); err != nil {
 		return sp, err

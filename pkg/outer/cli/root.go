@@ -124,6 +124,9 @@ func Main(args []string, st Streams) int {
 	}
 	var ee *ephemeral.ExitError
 	if errors.As(err, &ee) {
+		if ee.Message != "" {
+			fmt.Fprintf(st.Err, "Error: %s\n", strings.TrimSpace(ee.Message))
+		}
 		return ee.Code
 	}
 	fmt.Fprintf(st.Err, "Error: %v\n", strings.TrimSpace(err.Error()))

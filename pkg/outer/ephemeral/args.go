@@ -27,6 +27,8 @@ type ContainerConfig struct {
 	Binds       []spec.Bind
 	// DisksDir is a host directory for the VM's disk images (to-disk).
 	DisksDir string
+	// Owner is the bcvk.owner label: PID@BOOT-ID, or empty.
+	Owner string
 	// NoNetwork gives the container no network of its own: SSH still works
 	// (it goes through podman exec to QEMU's loopback forward), but the
 	// guest cannot reach out. For rootless hosts where slirp4netns cannot
@@ -48,6 +50,9 @@ func PodmanRunArgs(c ContainerConfig) []string {
 		"--label", spec.LabelVersion+"="+c.Version,
 		"--label", spec.LabelStateDir+"="+c.StateDir,
 	)
+	if c.Owner != "" {
+		a = append(a, "--label", spec.LabelOwner+"="+c.Owner)
+	}
 	for _, k := range sortedKeys(c.Labels) {
 		a = append(a, "--label", k+"="+c.Labels[k])
 	}
@@ -74,6 +79,14 @@ func PodmanRunArgs(c ContainerConfig) []string {
 		"--ulimit", "nproc="+strconv.FormatUint(c.NProc, 10)+":"+strconv.FormatUint(c.NProc, 10),
 		// Host labels would deny QEMU the image mount on SELinux hosts.
 		"--security-opt", "label=disable",
+		// Nothing in the runner gains privileges by exec (no setuid tools).
+		"--security-opt", "no-new-privileges",
+		// Of podman's default capabilities, the runner needs the file ones
+		// (virtiofsd serves files as the guest's users), SETUID/SETGID
+		// (virtiofsd switches credentials per request), SETPCAP (virtiofsd
+		// drops what it does not need) and SETFCAP (file capabilities on
+		// shares). These three it never uses:
+		"--cap-drop", "KILL,NET_BIND_SERVICE,SYS_CHROOT",
 		"--stop-timeout", strconv.Itoa(c.StopTimeout),
 	)
 	if c.KVM {

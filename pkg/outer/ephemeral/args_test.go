@@ -14,7 +14,7 @@ func TestPodmanRunArgs(t *testing.T) {
 	got := PodmanRunArgs(ContainerConfig{
 		Name: "vm1", Image: "localhost/img:1", ImageID: "abc123", RunnerImage: "localhost/bcvk-runner:0.1.0",
 		StateDir: "/run/user/0/bcvk/vm1-x", Version: "0.1.0", KVM: true, NoFile: 20000, NProc: 4096,
-		StopTimeout: 30, Labels: map[string]string{"b": "2", "a": "1"},
+		StopTimeout: 30, Labels: map[string]string{"b": "2", "a": "1"}, Owner: "42@boot@7",
 		Binds: []spec.Bind{{Host: "/srv/rw", GuestPath: "/mnt/rw"}, {Host: "/srv/ro", GuestPath: "/mnt/ro", ReadOnly: true}},
 	})
 	want := []string{
@@ -24,7 +24,7 @@ func TestPodmanRunArgs(t *testing.T) {
 		"--label", "bcvk.image=localhost/img:1",
 		"--label", "bcvk.version=0.1.0",
 		"--label", "bcvk.state-dir=/run/user/0/bcvk/vm1-x",
-		"--label", "a=1", "--label", "b=2",
+		"--label", "bcvk.owner=42@boot@7", "--label", "a=1", "--label", "b=2",
 		"--pull=never",
 		"--mount", "type=image,source=abc123,destination=/bcvk/image",
 		"--mount", "type=bind,source=/run/user/0/bcvk/vm1-x,destination=/bcvk/state",
@@ -34,6 +34,8 @@ func TestPodmanRunArgs(t *testing.T) {
 		"--ulimit", "nofile=20000:20000",
 		"--ulimit", "nproc=4096:4096",
 		"--security-opt", "label=disable",
+		"--security-opt", "no-new-privileges",
+		"--cap-drop", "KILL,NET_BIND_SERVICE,SYS_CHROOT",
 		"--stop-timeout", "30",
 		"--device", "/dev/kvm",
 		"localhost/bcvk-runner:0.1.0",

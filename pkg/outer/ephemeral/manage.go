@@ -13,6 +13,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
 )
 
 // VM is an ephemeral VM as podman and its state directory describe it.
@@ -30,7 +31,8 @@ type VM struct {
 // ErrNoVM says that no ephemeral VM has that name.
 var ErrNoVM = errors.New("no such VM")
 
-// List returns bcvk's ephemeral VMs, by name.
+// List returns bcvk's ephemeral VMs, by name. VMs left by a killed bcvk
+// (see PruneOrphans) are removed on the way.
 func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
 	cs, err := pc.List(ctx, spec.LabelEphemeral+"=1")
 	if err != nil {
@@ -38,6 +40,13 @@ func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
 	}
 	vms := make([]VM, 0, len(cs))
 	for _, c := range cs {
+		if o := c.Labels[spec.LabelOwner]; o != "" && ownerGone(o) {
+			if err := pc.Remove(ctx, c.ID); err == nil {
+				_ = removeStateDir(c.Labels[spec.LabelStateDir])
+				logrus.Warnf("removed VM %s: the bcvk that started it was killed before it could", c.Labels[spec.LabelName])
+				continue
+			}
+		}
 		name := c.Labels[spec.LabelName]
 		if name == "" && len(c.Names) > 0 {
 			name = c.Names[0]

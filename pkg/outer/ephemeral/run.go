@@ -41,11 +41,19 @@ type Streams struct {
 	Out, Err io.Writer
 }
 
-// ExitError ends bcvk with a status and nothing more to print (the
-// command's own output already said it).
-type ExitError struct{ Code int }
+// ExitError ends bcvk with a status, and Message when there is more to
+// say than the command's own output already said.
+type ExitError struct {
+	Code    int
+	Message string
+}
 
-func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+func (e *ExitError) Error() string {
+	if e.Message != "" {
+		return e.Message
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
 
 // Options for RunSSH.
 type Options struct {
@@ -62,6 +70,9 @@ type Options struct {
 	Pull   PullOptions
 	// DisksDir is a host directory mounted for the spec's disks.
 	DisksDir string
+	// Owned marks the container as removed by this process when it ends
+	// (label bcvk.owner), so a later bcvk can remove it if this one is killed.
+	Owned bool
 	// Preflighted skips the checks of podman and the images when the caller
 	// has just made them.
 	Preflighted *podman.Image
@@ -77,6 +88,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 		status.End(err == nil)
 		err = cl.Finish(err)
 	}()
+	o.Owned = true
 	vm, err := Launch(ctx, pc, o, status, &cl)
 	if err != nil {
 		return err
@@ -85,7 +97,47 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 		return err
 	}
 	status.End(true)
-	return ExecSSH(ctx, pc, vm.Name, nil, o.Command, st)
+	return ExplainLostVM(ctx, pc, vm.Name, vm.StateDir, ExecSSH(ctx, pc, vm.Name, nil, o.Command, st))
+}
+
+// lostVMWait bounds the wait for a container to end after ssh lost it.
+const lostVMWait = 10 * time.Second
+
+// ExplainLostVM turns ssh's status 255 (the connection was lost) into a
+// message that says how the VM ended, when it did end.
+func ExplainLostVM(ctx context.Context, pc *podman.Client, name, dir string, err error) error {
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 255 || ctx.Err() != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, lostVMWait)
+	defer cancel()
+	code, werr := pc.Wait(wctx, name)
+	if werr != nil {
+		return err // still running, or unknown: ssh's own message stands
+	}
+	reason := EndReason(dir)
+	if reason == "" {
+		reason = fmt.Sprintf("its container exited with status %d", code)
+	}
+	return &ExitError{Code: 255, Message: fmt.Sprintf("the VM ended while the command ran: %s%s", reason, consoleTail(dir))}
+}
+
+// EndReason is why the VM ended, as bcvk-inner recorded it.
+func EndReason(dir string) string {
+	evs, _ := events.ReadAll(filepath.Join(dir, spec.EventsFile))
+	reason := ""
+	for _, e := range evs {
+		switch e.Phase {
+		case events.PhaseError:
+			reason = e.Message
+		case events.PhaseExited:
+			if reason == "" {
+				reason = e.Message
+			}
+		}
+	}
+	return reason
 }
 
 // Launched is a VM whose container has been started.
@@ -105,6 +157,9 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		if img, err = Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status); err != nil {
 			return nil, err
 		}
+	}
+	if err := PruneOrphans(ctx, pc); err != nil {
+		logrus.Warnf("could not remove VMs left by a killed bcvk: %v", err)
 	}
 	sp := o.Spec
 	if sp.Name == "" {
@@ -143,6 +198,7 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
 		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: o.DisksDir,
+		Owner: owner(o.Owned),
 	})
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.

@@ -164,7 +164,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 	sp.Disks = []spec.Disk{{File: work, Format: installFormat(format), Serial: Serial, CreateSize: size}}
 	vm, err := ephemeral.Launch(ctx, pc, ephemeral.Options{
 		Image: o.Image, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
-		Labels: map[string]string{LabelToDisk: "1"}, Pull: o.Pull, DisksDir: tmp, Preflighted: img,
+		Labels: map[string]string{LabelToDisk: "1"}, Pull: o.Pull, DisksDir: tmp, Preflighted: img, Owned: true,
 	}, status, &cl)
 	if err != nil {
 		return err
@@ -172,7 +172,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 	if err := ephemeral.WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
 		return err
 	}
-	if err := runInstall(ctx, pc, vm.Name, o, status); err != nil {
+	if err := runInstall(ctx, pc, vm.Name, vm.StateDir, o, status); err != nil {
 		return err
 	}
 
@@ -215,7 +215,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 
 // runInstall runs the installer in the VM, streaming its output, and
 // reports its status and last lines when it fails.
-func runInstall(ctx context.Context, pc *podman.Client, name string, o Options, status *progress.Status) error {
+func runInstall(ctx context.Context, pc *podman.Client, name, dir string, o Options, status *progress.Status) error {
 	status.Start("Installing: " + strings.Join(InstallArgs(o.Install), " "))
 	tail := &lineTail{max: installTailLines, emit: status.Log}
 	timeout := o.InstallTimeout
@@ -224,8 +224,8 @@ func runInstall(ctx context.Context, pc *podman.Client, name string, o Options, 
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := ephemeral.ExecSSH(ictx, pc, name, nil, InstallArgs(o.Install),
-		ephemeral.Streams{In: strings.NewReader(""), Out: tail, Err: tail})
+	err := ephemeral.ExplainLostVM(ictx, pc, name, dir, ephemeral.ExecSSH(ictx, pc, name, nil, InstallArgs(o.Install),
+		ephemeral.Streams{In: strings.NewReader(""), Out: tail, Err: tail}))
 	tail.flush()
 	if err == nil {
 		return nil
@@ -240,6 +240,8 @@ func runInstall(ctx context.Context, pc *podman.Client, name string, o Options, 
 		return ctx.Err()
 	case ictx.Err() != nil:
 		return fmt.Errorf("bootc install to-disk did not finish within %s (raise --install-timeout)%s", timeout, last)
+	case errors.As(err, &ee) && ee.Code == 255 && ee.Message != "":
+		return fmt.Errorf("the installer VM stopped: %s%s", strings.TrimPrefix(ee.Message, "the VM ended while the command ran: "), last)
 	case errors.As(err, &ee) && ee.Code == 255:
 		return fmt.Errorf("lost the SSH connection to the installer VM (ssh exit status 255)%s", last)
 	case errors.As(err, &ee):
