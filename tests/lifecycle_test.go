@@ -114,6 +114,7 @@ func TestDetachedLifecycle(t *testing.T) {
 			t.Errorf("plain ssh with the config: %v: %q", err, out)
 		}
 	})
+	t.Run("security", func(t *testing.T) { checkSecurity(t, name) })
 	t.Run("rm", func(t *testing.T) {
 		r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "rm", name)
 		if r.code == 0 || !strings.Contains(r.stderr, "is running") {

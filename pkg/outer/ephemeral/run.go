@@ -101,7 +101,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 }
 
 // lostVMWait bounds the wait for a container to end after ssh lost it.
-const lostVMWait = 10 * time.Second
+const lostVMWait = 30 * time.Second
 
 // ExplainLostVM turns ssh's status 255 (the connection was lost) into a
 // message that says how the VM ended, when it did end.

@@ -1,0 +1,273 @@
+package tests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// started is a bcvk run in the background.
+type started struct {
+	cmd  *exec.Cmd
+	errb *bytes.Buffer
+	done chan error
+}
+
+func startBcvk(t *testing.T, args ...string) *started {
+	t.Helper()
+	cmd, _, errb := bcvkCmd(t, sharedState, nil, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &started{cmd: cmd, errb: errb, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return s
+}
+
+// end waits for the run to end and returns its exit status.
+func (s *started) end(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(within):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		t.Fatalf("bcvk did not end within %s; stderr:\n%s", within, s.errb.String())
+	}
+	return s.cmd.ProcessState.ExitCode()
+}
+
+// commandRunning reports whether the VM's container runs an ssh session
+// with the given command.
+func commandRunning(name, command string) bool {
+	out, err := exec.Command("podman", "top", name, "args").Output()
+	return err == nil && strings.Contains(string(out), command)
+}
+
+// waitCommand waits until run-ssh's command runs in the guest.
+func (s *started) waitCommand(t *testing.T, name, command string) {
+	t.Helper()
+	waitUntil(t, s.done, bootTimeout, func() bool { return commandRunning(name, command) },
+		func() string { return "the command to run:\n" + tail(s.errb.String(), 15) })
+}
+
+func strayProcesses(name string) string {
+	out, _ := exec.Command("pgrep", "-af", name).Output()
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l != "" && !strings.Contains(l, "pgrep") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// SIGKILL cannot be caught: the container stays, and the next bcvk command
+// removes it because its owner is gone.
+func TestSIGKILLLeavesOnlyWhatTheNextBcvkRemoves(t *testing.T) {
+	needPodman(t)
+	for _, when := range []string{"boot", "command"} {
+		t.Run(when, func(t *testing.T) {
+			name := "bcvk-test-kill-" + when
+			cleanupContainer(t, name)
+			s := startBcvk(t, "ephemeral", "run-ssh", "--memory", "1G", "--name", name, sampleImage(), "--", "sleep", "600")
+			if when == "boot" {
+				waitUntil(t, s.done, bootTimeout, func() bool {
+					return strings.Contains(s.errb.String(), "Booting the kernel") && len(containersNamed(t, name)) > 0
+				}, func() string { return "the boot:\n" + s.errb.String() })
+			} else {
+				s.waitCommand(t, name, "sleep 600")
+			}
+			if err := s.cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			<-s.done
+			if len(containersNamed(t, name)) == 0 {
+				t.Fatal("the container is gone already: this test needs the leak SIGKILL leaves")
+			}
+			r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "ps")
+			if r.code != 0 || !strings.Contains(r.stderr, "removed VM "+name) || strings.Contains(r.stdout, name) {
+				t.Errorf("the next bcvk did not remove the orphan: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+			}
+			assertNothingLeft(t, name, sharedState)
+			waitUntil(t, nil, 30*time.Second, func() bool { return strayProcesses(name) == "" },
+				func() string { return "stray processes to end: " + strayProcesses(name) })
+		})
+	}
+}
+
+// SIGTERM while the command runs: status 143, the guest and container gone.
+func TestSIGTERMDuringCommand(t *testing.T) {
+	needPodman(t)
+	name := "bcvk-test-sigterm"
+	cleanupContainer(t, name)
+	s := startBcvk(t, "ephemeral", "run-ssh", "--memory", "1G", "--name", name, sampleImage(), "--", "sleep", "600")
+	s.waitCommand(t, name, "sleep 600")
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.end(t, time.Minute); code != 143 {
+		t.Errorf("exit %d after SIGTERM, want 143", code)
+	}
+	assertNothingLeft(t, name, sharedState)
+	waitUntil(t, nil, 30*time.Second, func() bool { return strayProcesses(name) == "" },
+		func() string { return "stray processes to end: " + strayProcesses(name) })
+}
+
+// The VM ends under a running command, in every way it can: bcvk says how,
+// exits with ssh's 255, and leaves nothing.
+func TestVMEndsUnderCommand(t *testing.T) {
+	needPodman(t)
+	kill := func(proc string) func(t *testing.T, name string) {
+		return func(t *testing.T, name string) {
+			out, err := exec.Command("podman", "top", name, "pid", "comm").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				f := strings.Fields(l)
+				if len(f) == 2 && strings.HasPrefix(f[1], proc) {
+					if out, err := exec.Command("podman", "exec", name, "kill", "-9", f[0]).CombinedOutput(); err != nil {
+						t.Fatalf("kill %s: %v %s", proc, err, out)
+					}
+					return
+				}
+			}
+			t.Fatalf("no %s in the container:\n%s", proc, out)
+		}
+	}
+	cases := []struct {
+		name    string
+		command []string
+		fault   func(t *testing.T, name string)
+		want    string
+	}{
+		{"qemu-killed", []string{"sleep", "600"}, kill("qemu-system"), "QEMU was killed by signal"},
+		{"virtiofsd-killed", []string{"sleep", "600"}, kill("virtiofsd"), "virtiofsd was killed by signal killed, so the VM was stopped"},
+		{"podman-kill", []string{"sleep", "600"}, func(t *testing.T, name string) {
+			if out, err := exec.Command("podman", "kill", name).CombinedOutput(); err != nil {
+				t.Fatalf("podman kill: %v %s", err, out)
+			}
+		}, "the VM ended while the command ran"},
+		{"poweroff", []string{"sh", "-c", "systemctl poweroff; sleep 600"}, nil, "the guest powered off"},
+		{"reboot", []string{"sh", "-c", "systemctl reboot; sleep 600"}, nil, "the guest rebooted"},
+		{"panic", []string{"sh", "-c", "echo c > /proc/sysrq-trigger; sleep 600"}, nil, "the guest kernel panicked: Kernel panic - not syncing: sysrq triggered crash"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // -parallel defaults to GOMAXPROCS: two VMs at a time here
+			name := "bcvk-test-ends-" + c.name
+			cleanupContainer(t, name)
+			args := append([]string{"ephemeral", "run-ssh", "--memory", "1G", "--timeout", "15m", "--name", name, sampleImage(), "--"}, c.command...)
+			s := startBcvk(t, args...)
+			s.waitCommand(t, name, "sleep 600")
+			if c.fault != nil {
+				c.fault(t, name)
+			}
+			code := s.end(t, 3*time.Minute)
+			stderr := s.errb.String()
+			if code != 255 || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, want 255 and %q; stderr:\n%s", code, c.want, tail(stderr, 30))
+			}
+			assertNothingLeft(t, name, sharedState)
+		})
+	}
+}
+
+// sshd never starts: the wait ends at --timeout with the step and the last
+// console lines.
+func TestSSHNeverStarts(t *testing.T) {
+	needPodman(t)
+	name := "bcvk-test-nossh"
+	cleanupContainer(t, name)
+	r := runBcvk(t, sharedState, nil, 6*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "150s",
+		"--karg", "systemd.mask=ssh.service", "--name", name, sampleImage(), "--", "true")
+	for _, want := range []string{`timed out after 2m30s at step "Starting systemd and sshd"`, "raise --timeout", "Last console lines:"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, tail(r.stderr, 40))
+		}
+	}
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	if r.elapsed > 150*time.Second+time.Minute {
+		t.Errorf("took %s for a 150 s timeout", r.elapsed)
+	}
+	assertNothingLeft(t, name, sharedState)
+}
+
+// Ctrl-C during the install: no disk, no work directory, no container.
+func TestToDiskInterrupted(t *testing.T) {
+	needPodman(t)
+	dir := t.TempDir()
+	s := startBcvk(t, "to-disk", sampleImage(), filepath.Join(dir, "x.qcow2"))
+	waitUntil(t, s.done, bootTimeout, func() bool { return strings.Contains(s.errb.String(), "copying the image root") },
+		func() string { return "the install to copy:\n" + tail(s.errb.String(), 15) })
+	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.end(t, time.Minute); code != 130 {
+		t.Errorf("exit %d after SIGINT, want 130", code)
+	}
+	assertOnlyFiles(t, dir)
+	assertNoToDiskContainers(t)
+}
+
+// A target file system that cannot hold the disk: refused before anything
+// starts.
+func TestToDiskFullFileSystem(t *testing.T) {
+	needPodman(t)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small file system needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	r := runBcvk(t, sharedState, nil, time.Minute, "to-disk", sampleImage(), filepath.Join(dir, "x.raw"))
+	if r.code != 1 || !strings.Contains(r.stderr, "not enough free space in "+dir) {
+		t.Errorf("exit %d:\n%s", r.code, r.stderr)
+	}
+	assertOnlyFiles(t, dir)
+	assertNoToDiskContainers(t)
+}
+
+// Five VMs at once on a 2-CPU host: all come up (slowly), no clashes.
+func TestFiveAtOnce(t *testing.T) {
+	needPodman(t)
+	var wg sync.WaitGroup
+	res := make([]result, 5)
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = runBcvk(t, sharedState, nil, 25*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "20m",
+				sampleImage(), "--", "sh", "-c", "echo $(cat /etc/machine-id) ok")
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, r := range res {
+		t.Logf("VM %d: exit %d in %s", i, r.code, r.elapsed.Round(time.Second))
+		if r.code != 0 || !strings.HasSuffix(r.stdout, " ok\n") {
+			t.Errorf("VM %d: exit %d, stdout %q\n%s", i, r.code, r.stdout, tail(r.stderr, 20))
+			continue
+		}
+		if seen[r.stdout] {
+			t.Errorf("two VMs share a machine-id: %s", r.stdout)
+		}
+		seen[r.stdout] = true
+	}
+	out, _ := exec.Command("podman", "ps", "-a", "-q", "--filter", "label=bcvk.ephemeral=1").Output()
+	if strings.TrimSpace(string(out)) != "" {
+		t.Errorf("containers left: %s", out)
+	}
+}
