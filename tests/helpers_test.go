@@ -87,6 +87,9 @@ func bcvkCmd(t *testing.T, stateDir string, stdin io.Reader, args ...string) (*e
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+stateDir)
 	var out, errb bytes.Buffer
 	cmd.Stdin = stdin
+	// A killed bcvk can leave a child holding our pipes (a `podman exec`
+	// that ends with its container): do not wait for them for ever.
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdout = &out
 	cmd.Stderr = io.MultiWriter(&errb, testLog{t})
 	return cmd, &out, &errb

@@ -83,9 +83,10 @@ func run(ctx context.Context, c Cmd) ([]byte, error) {
 	} else {
 		cmd.Stderr = &stderr
 	}
-	if c.NewProcessGroup {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	}
+	// Pdeathsig: if bcvk is killed (SIGKILL, which it cannot clean up
+	// after), its children go too, instead of lingering (a `podman exec`
+	// would hold its ssh session open until the container goes).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: c.NewProcessGroup, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil && cmd.ProcessState != nil && !cmd.ProcessState.Exited() {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
