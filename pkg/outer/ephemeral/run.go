@@ -103,12 +103,19 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 // lostVMWait bounds the wait for a container to end after ssh lost it.
 const lostVMWait = 30 * time.Second
 
-// ExplainLostVM turns ssh's status 255 (the connection was lost) into a
-// message that says how the VM ended, when it did end.
+// ExplainLostVM adds to a failed command's status (ssh's 255: the
+// connection was lost) a message that says how the VM ended, when it did.
 func ExplainLostVM(ctx context.Context, pc *podman.Client, name, dir string, err error) error {
 	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != 255 || ctx.Err() != nil {
+	if !errors.As(err, &ee) || ctx.Err() != nil {
 		return err
+	}
+	if ee.Code != 255 {
+		// Any other status is the command's own, unless the container is
+		// gone (podman exec says 137 when its container was killed).
+		if st, serr := pc.ContainerState(ctx, name); serr != nil || st == "running" {
+			return err
+		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, lostVMWait)
 	defer cancel()
@@ -120,7 +127,7 @@ func ExplainLostVM(ctx context.Context, pc *podman.Client, name, dir string, err
 	if reason == "" {
 		reason = fmt.Sprintf("its container exited with status %d", code)
 	}
-	return &ExitError{Code: 255, Message: fmt.Sprintf("the VM ended while the command ran: %s%s", reason, consoleTail(dir))}
+	return &ExitError{Code: ee.Code, Message: fmt.Sprintf("the VM ended while the command ran: %s%s", reason, consoleTail(dir))}
 }
 
 // EndReason is why the VM ended, as bcvk-inner recorded it.

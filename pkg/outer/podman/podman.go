@@ -195,3 +195,12 @@ func (c *Client) Info(ctx context.Context) (*Info, error) {
 	}
 	return &i, nil
 }
+
+// ContainerState returns a container's state (running, exited, ...).
+func (c *Client) ContainerState(ctx context.Context, name string) (string, error) {
+	out, err := c.Output(ctx, "container", "inspect", "--format", "{{.State.Status}}", name)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
