@@ -56,6 +56,7 @@ const (
 	qmpTimeout            = 2 * time.Second
 	powerdownRepeat       = 3 * time.Second
 	helperStopTimeout     = 2 * time.Second
+	helperExitGrace       = 2 * time.Second // see helperDied
 	rootTag               = "rootfs"
 )
 
@@ -94,6 +95,7 @@ func Main(args []string, o Options) int {
 		logrus.Errorf("%v", err)
 		s.ev.Emit(events.PhaseError, err.Error())
 	}
+	logrus.Infof("the VM ended (status %d): %s", code, s.endReason)
 	s.ev.Exited(code, s.endReason)
 	if s.eventsFile != nil {
 		s.eventsFile.Close()
@@ -576,18 +578,29 @@ func (v *vm) kill() {
 	v.stopHelpers()
 }
 
-// helperDied delivers the first virtiofsd that ends while QEMU runs.
+// helperDied delivers the first virtiofsd that ends while QEMU runs. A
+// virtiofsd also ends when QEMU closes its socket on the way out (guest
+// power-off or reboot), a moment before QEMU's own exit is seen: that one
+// is not a failure.
 func (v *vm) helperDied() <-chan *proc.Proc {
 	ch := make(chan *proc.Proc, 1)
 	for _, p := range append([]*proc.Proc{v.virtiofsd}, v.shares...) {
 		go func() {
 			select {
 			case <-p.Done():
-				select {
-				case ch <- p:
-				default:
-				}
 			case <-v.qemu.Done():
+				return
+			}
+			grace := time.NewTimer(helperExitGrace)
+			defer grace.Stop()
+			select {
+			case <-v.qemu.Done():
+				return
+			case <-grace.C:
+			}
+			select {
+			case ch <- p:
+			default:
 			}
 		}()
 	}
