@@ -103,6 +103,8 @@ type Spec struct {
 	Binds []Bind `json:"binds,omitempty"`
 	// Disks are attached as virtio block devices.
 	Disks []Disk `json:"disks,omitempty"`
+	// Warm is WarmSave, WarmRestore or empty (see warm.go).
+	Warm string `json:"warm,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -177,6 +179,14 @@ func (s *Spec) Validate() error {
 	}
 	if err := validateDisks(s.Disks); err != nil {
 		errs = append(errs, err)
+	}
+	switch s.Warm {
+	case "", WarmSave, WarmRestore:
+		if s.Warm != "" && (len(s.Binds) > 0 || len(s.Disks) > 0) {
+			errs = append(errs, errors.New("a warm start cannot have shares or disks: a saved VM cannot take new devices"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("warm mode %q is not known", s.Warm))
 	}
 	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {
 		errs = append(errs, errors.New("the SSH public key must be a single line"))

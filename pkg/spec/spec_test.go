@@ -122,3 +122,31 @@ func FuzzParseMemoryMiB(f *testing.F) {
 		}
 	})
 }
+
+func TestWarmValidation(t *testing.T) {
+	s := New()
+	s.Warm = WarmSave
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s.Binds = []Bind{{Host: "/a", GuestPath: "/mnt/a"}}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "cannot have shares") {
+		t.Fatalf("warm with a share: %v", err)
+	}
+	s.Binds, s.Warm = nil, "later"
+	if err := s.Validate(); err == nil {
+		t.Fatal("unknown warm mode accepted")
+	}
+}
+
+func TestWarmMetaRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	m := WarmMeta{Accel: "tcg", SMBIOSCredentials: []string{"io.systemd.credential.binary:a=Yg=="}, KernelVersion: "6.1"}
+	if err := m.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadWarmMeta(dir)
+	if err != nil || got.Accel != "tcg" || got.KernelVersion != "6.1" || len(got.SMBIOSCredentials) != 1 {
+		t.Fatalf("%+v %v", got, err)
+	}
+}

@@ -36,6 +36,8 @@ type Config struct {
 	Shares []Share
 	// Drives are disk image files attached as virtio block devices.
 	Drives []Drive
+	// Incoming makes QEMU wait for a saved state (migrate-incoming).
+	Incoming bool
 }
 
 // Drive is a disk image file.
@@ -116,6 +118,9 @@ func Args(c Config) []string {
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+c.QMPSocket+",server=on,wait=off",
 	)
+	if c.Incoming {
+		a = append(a, "-incoming", "defer")
+	}
 	if c.VsockCID != 0 {
 		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", c.VsockCID))
 	}

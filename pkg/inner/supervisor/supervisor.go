@@ -66,6 +66,7 @@ type Options struct {
 	StateDir  string
 	RunDir    string
 	DisksDir  string
+	WarmDir   string
 	QEMU      string
 	QEMUImg   string
 	Virtiofsd string
@@ -79,7 +80,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
-		DisksDir: spec.DisksDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img", Virtiofsd: virtiofsd.DefaultBinary, KVMDevice: "/dev/kvm",
+		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img", Virtiofsd: virtiofsd.DefaultBinary, KVMDevice: "/dev/kvm",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 	}
 }
@@ -115,6 +116,9 @@ type supervisor struct {
 	guestError  string // from the guest init's error line
 	guestPanic  string // the kernel's panic line
 	guestReboot bool   // the kernel said it restarts the system
+
+	kernelVersion string      // for the warm-start meta
+	finalCfg      qemu.Config // the QEMU that runs (after a KVM fallback)
 }
 
 func (s *supervisor) loadSpec(args []string) error {
@@ -194,7 +198,17 @@ func (s *supervisor) run(args []string) (int, error) {
 		}
 	}()
 	initrd := filepath.Join(s.o.RunDir, "initramfs.img")
-	if err := s.buildInitramfs(k, initrd); err != nil {
+	var warm spec.WarmMeta
+	if s.sp.Warm == spec.WarmRestore {
+		// The saved VM booted with this initramfs: QEMU's line must match.
+		initrd = filepath.Join(s.o.WarmDir, spec.WarmInitramfsFile)
+		if warm, err = spec.ReadWarmMeta(s.o.WarmDir); err != nil {
+			return ExitSetup, fmt.Errorf("reading the saved VM: %w", err)
+		}
+		if warm.KernelVersion != k.Version {
+			return ExitSetup, fmt.Errorf("the saved VM ran kernel %s, the image has %s", warm.KernelVersion, k.Version)
+		}
+	} else if err := s.buildInitramfs(k, initrd); err != nil {
 		return ExitSetup, err
 	}
 
@@ -227,6 +241,11 @@ func (s *supervisor) run(args []string) (int, error) {
 	if err != nil {
 		return ExitSetup, err
 	}
+	if s.sp.Warm == spec.WarmRestore {
+		accel, probe = warm.Accel, false
+		cfg.SMBIOSCredentials = warm.SMBIOSCredentials
+		cfg.Incoming = true
+	}
 	consoleLog, err := os.OpenFile(filepath.Join(logDir, spec.ConsoleFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return ExitSetup, err
@@ -258,7 +277,14 @@ func (s *supervisor) run(args []string) (int, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if s.sp.SSHAuthorizedKey != "" {
+	s.kernelVersion, s.finalCfg = k.Version, cfg
+	switch {
+	case s.sp.Warm == spec.WarmRestore:
+		if err := s.restoreWarm(ctx, vm); err != nil {
+			vm.kill()
+			return ExitSetup, fmt.Errorf("restoring the saved VM: %w; remove %s on the host to boot afresh", err, "the warm-start cache directory")
+		}
+	case s.sp.SSHAuthorizedKey != "":
 		go s.probeSSH(ctx, vm)
 	}
 
@@ -771,6 +797,9 @@ func (s *supervisor) probeSSH(ctx context.Context, v *vm) {
 			continue
 		}
 		if banner(ctx, sshAddr, sshBannerTimeout) == probeGreeted {
+			if s.sp.Warm == spec.WarmSave {
+				s.saveWarm(ctx, v)
+			}
 			s.ev.Emit(events.PhaseSSH, "SSH is ready")
 			logrus.Info("SSH is ready")
 			return

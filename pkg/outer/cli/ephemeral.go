@@ -46,6 +46,7 @@ type vmFlags struct {
 	pull         string
 	tlsVerify    bool
 	fast         bool
+	warm         bool
 }
 
 func (f *vmFlags) pullOptions() (ephemeral.PullOptions, error) {
@@ -74,6 +75,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
 	fs.StringVar(&f.pull, "pull", ephemeral.PullMissing, "pull the image: missing, always or never")
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
+	fs.BoolVar(&f.warm, "warm", false, "warm start: restore a VM saved after an earlier boot with the same image and options (the first run boots and saves it, about 220 MB in ~/.cache/bcvk/warm). Restored VMs are clones: same machine-id, host keys and random state; the clock is set on restore; no --bind")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
 
@@ -164,7 +166,7 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 				RunnerImage: g.runnerImage, Version: version.Version,
 				Command: commandAfter(args[1:]), Progress: g.progressMode(st.Err),
-				Pull: f.pullOpts(),
+				Pull: f.pullOpts(), Warm: f.warm,
 			}, st)
 		},
 	}

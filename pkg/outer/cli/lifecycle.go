@@ -93,14 +93,14 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 					Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 					RunnerImage: g.runnerImage, Version: version.Version,
 					Progress: g.progressMode(st.Err), Labels: labels, Pull: f.pullOpts(),
-					Command: []string{"/bin/sh", "-c", f.execute},
+					Command: []string{"/bin/sh", "-c", f.execute}, Warm: f.warm,
 				}, st)
 			}
 			return ephemeral.Run(cmd.Context(), pc, ephemeral.Options{
 				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
 				RunnerImage: g.runnerImage, Version: version.Version,
 				Progress: g.progressMode(st.Err), Labels: labels, Remove: f.remove,
-				Pull: f.pullOpts(),
+				Pull: f.pullOpts(), Warm: f.warm,
 			}, ephemeral.RunMode{Detach: f.detach, Console: f.console}, st)
 		},
 	}

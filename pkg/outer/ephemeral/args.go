@@ -29,6 +29,8 @@ type ContainerConfig struct {
 	DisksDir string
 	// Owner is the bcvk.owner label: PID@BOOT-ID, or empty.
 	Owner string
+	// Warm is the saved-VM directory to mount, if any.
+	Warm *warmPlan
 	// NoNetwork gives the container no network of its own: SSH still works
 	// (it goes through podman exec to QEMU's loopback forward), but the
 	// guest cannot reach out. For rootless hosts where slirp4netns cannot
@@ -70,6 +72,13 @@ func PodmanRunArgs(c ContainerConfig) []string {
 	}
 	if c.DisksDir != "" {
 		a = append(a, "--mount", "type=bind,source="+c.DisksDir+",destination="+spec.DisksDir)
+	}
+	if c.Warm != nil {
+		m := "type=bind,source=" + c.Warm.dir + ",destination=" + spec.WarmDir
+		if c.Warm.readOnly {
+			m += ",ro=true"
+		}
+		a = append(a, "--mount", m)
 	}
 	a = append(a,
 		"--tmpfs", "/run:rw,mode=0755",

@@ -58,6 +58,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, mode RunMode, st Str
 	if err := WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
 		return err
 	}
+	vm.warm.finish()
 	status.End(true)
 	if mode.Detach {
 		keep = true

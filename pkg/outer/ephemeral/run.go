@@ -70,6 +70,8 @@ type Options struct {
 	Pull   PullOptions
 	// DisksDir is a host directory mounted for the spec's disks.
 	DisksDir string
+	// Warm restores a saved VM for these options, or saves one.
+	Warm bool
 	// Owned marks the container as removed by this process when it ends
 	// (label bcvk.owner), so a later bcvk can remove it if this one is killed.
 	Owned bool
@@ -96,6 +98,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 	if err := WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
 		return err
 	}
+	vm.warm.finish()
 	status.End(true)
 	return ExplainLostVM(ctx, pc, vm.Name, vm.StateDir, ExecSSH(ctx, pc, vm.Name, nil, o.Command, st))
 }
@@ -151,6 +154,7 @@ func EndReason(dir string) string {
 type Launched struct {
 	Name     string
 	StateDir string
+	warm     *warmPlan
 }
 
 // Launch checks the host and images, prepares the VM's state directory
@@ -173,6 +177,13 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		sp.Name = RandomName()
 	}
 	ResolveAccel(&sp)
+	var warm *warmPlan
+	if o.Warm {
+		var err error
+		if warm, err = planWarm(ctx, pc, img, o, &sp, cl); err != nil {
+			return nil, err
+		}
+	}
 	if err := sp.Validate(); err != nil {
 		return nil, err
 	}
@@ -205,7 +216,7 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
 		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: o.DisksDir,
-		Owner: owner(o.Owned),
+		Owner: owner(o.Owned), Warm: warm,
 	})
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.
@@ -222,7 +233,7 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return &Launched{Name: sp.Name, StateDir: dir}, nil
+	return &Launched{Name: sp.Name, StateDir: dir, warm: warm}, nil
 }
 
 // Pull policies.

@@ -1,0 +1,92 @@
+package ephemeral
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/spec"
+)
+
+// WarmBase is where saved VMs live: $XDG_CACHE_HOME/bcvk/warm, private.
+func WarmBase() (string, error) {
+	dir := os.Getenv("XDG_CACHE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("no place for saved VMs: set XDG_CACHE_HOME or HOME: %w", err)
+		}
+		dir = filepath.Join(home, ".cache")
+	}
+	base := filepath.Join(dir, "bcvk", "warm")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return "", err
+	}
+	return base, os.Chmod(base, 0o700)
+}
+
+// warmKey names a saved VM: everything its state depends on.
+func warmKey(ctx context.Context, pc *podman.Client, img *podman.Image, runner, version string, sp spec.Spec) (string, error) {
+	r, err := pc.InspectImage(ctx, runner)
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(struct {
+		Version, Runner, Image, Accel string
+		MemoryMiB, VCPUs              int
+		KernelArgs                    []string
+	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// warmPlan decides between restoring a saved VM and saving a new one.
+type warmPlan struct {
+	dir      string // mounted at spec.WarmDir
+	final    string // where a new save goes when complete ("" on restore)
+	readOnly bool
+}
+
+func planWarm(ctx context.Context, pc *podman.Client, img *podman.Image, o Options, sp *spec.Spec, cl *Cleanups) (*warmPlan, error) {
+	if len(sp.Binds) > 0 {
+		return nil, errors.New("--warm cannot be combined with --bind or --ro-bind: a saved VM cannot take new shares")
+	}
+	key, err := warmKey(ctx, pc, img, o.RunnerImage, o.Version, *sp)
+	if err != nil {
+		return nil, err
+	}
+	base, err := WarmBase()
+	if err != nil {
+		return nil, err
+	}
+	final := filepath.Join(base, key)
+	if _, err := os.Stat(filepath.Join(final, spec.WarmMetaFile)); err == nil {
+		sp.Warm = spec.WarmRestore
+		return &warmPlan{dir: final, readOnly: true}, nil
+	}
+	tmp, err := os.MkdirTemp(base, "."+key+"-")
+	if err != nil {
+		return nil, err
+	}
+	cl.Add(func(context.Context) error { return os.RemoveAll(tmp) })
+	sp.Warm = spec.WarmSave
+	return &warmPlan{dir: tmp, final: final}, nil
+}
+
+// finish keeps a completed save (bcvk-inner writes meta.json last) under
+// its key; an incomplete one goes with the cleanups.
+func (w *warmPlan) finish() {
+	if w == nil || w.final == "" {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, spec.WarmMetaFile)); err != nil {
+		return
+	}
+	_ = os.Rename(w.dir, w.final) // another run may have saved it first: fine
+}
