@@ -135,6 +135,8 @@ part_warm() {
 		return 0
 	fi
 	local a b
+	# A cache of our own: the first run must boot and save.
+	export XDG_CACHE_HOME=$tmp/cache
 	stamp a
 	"$BCVK" -q ephemeral run-ssh --accel tcg --warm "$SAMPLE_IMAGE" -- true
 	stamp b

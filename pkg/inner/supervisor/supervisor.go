@@ -252,7 +252,11 @@ func (s *supervisor) run(args []string) (int, error) {
 	}
 	defer consoleLog.Close()
 
-	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("kernel %s, %s, %d MiB, %d vCPUs", k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
+	what := "kernel"
+	if s.sp.Warm == spec.WarmRestore {
+		what = "restoring a saved VM: kernel"
+	}
+	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
 	cfg.Accel = accel
 	vm, err := s.start(cfg, consoleLog, vp)
 	vp = nil
@@ -282,7 +286,7 @@ func (s *supervisor) run(args []string) (int, error) {
 	case s.sp.Warm == spec.WarmRestore:
 		if err := s.restoreWarm(ctx, vm); err != nil {
 			vm.kill()
-			return ExitSetup, fmt.Errorf("restoring the saved VM: %w; remove %s on the host to boot afresh", err, "the warm-start cache directory")
+			return ExitSetup, fmt.Errorf("restoring the saved VM: %w", err)
 		}
 	case s.sp.SSHAuthorizedKey != "":
 		go s.probeSSH(ctx, vm)

@@ -22,6 +22,7 @@ const (
 	warmRestoreTimeout = 2 * time.Minute
 	warmLoginTimeout   = time.Minute
 	warmLoginRetry     = 500 * time.Millisecond
+	qmpStartTimeout    = 10 * time.Second
 )
 
 // guestSSH runs a command in the guest as root with the key at keyPath.
@@ -74,6 +75,9 @@ func (s *supervisor) restoreWarm(ctx context.Context, v *vm) error {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, warmRestoreTimeout)
 	defer cancel()
+	if err := waitSocket(v.qmpSocket, v.qemu, qmpStartTimeout); err != nil {
+		return err
+	}
 	if err := qemu.RestoreState(rctx, v.qmpSocket, filepath.Join(s.o.WarmDir, spec.WarmStateFile)); err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, mode RunMode, st Str
 	}()
 
 	if err := WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
-		return err
+		return vm.warm.failed(err)
 	}
 	vm.warm.finish()
 	status.End(true)

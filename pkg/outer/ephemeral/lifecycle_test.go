@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSSHConfig(t *testing.T) {
@@ -78,5 +79,26 @@ func TestOwnerLabel(t *testing.T) {
 	}
 	if !ownerGone(parts[0] + "@" + parts[1] + "@12345") {
 		t.Fatal("a reused PID (other start time) counts as alive")
+	}
+}
+
+func TestPruneWarmKeepsTheMostRecentlyUsed(t *testing.T) {
+	base := t.TempDir()
+	for i, n := range []string{"a", "b", "c", ".tmp-in-progress"} {
+		p := filepath.Join(base, n)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		tm := time.Now().Add(time.Duration(i) * time.Hour)
+		_ = os.Chtimes(p, tm, tm)
+	}
+	pruneWarm(base, 2)
+	entries, _ := os.ReadDir(base)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != ".tmp-in-progress b c" {
+		t.Fatalf("left %v", names)
 	}
 }

@@ -96,7 +96,7 @@ func RunSSH(ctx context.Context, pc *podman.Client, o Options, st Streams) (err 
 		return err
 	}
 	if err := WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
-		return err
+		return vm.warm.failed(err)
 	}
 	vm.warm.finish()
 	status.End(true)
@@ -321,6 +321,9 @@ func WaitReady(ctx context.Context, pc *podman.Client, name, dir string, timeout
 				status.Start(step)
 			case events.PhaseKernel:
 				step = "Booting the kernel (" + e.Message + ")"
+				if strings.HasPrefix(e.Message, "restoring") {
+					step = "Restoring the saved VM (" + strings.TrimPrefix(e.Message, "restoring a saved VM: ") + ")"
+				}
 				status.Start(step)
 			case events.PhaseSystemd:
 				step = "Starting systemd and sshd"

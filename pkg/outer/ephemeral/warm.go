@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/spec"
@@ -57,7 +60,12 @@ func planWarm(ctx context.Context, pc *podman.Client, img *podman.Image, o Optio
 	if len(sp.Binds) > 0 {
 		return nil, errors.New("--warm cannot be combined with --bind or --ro-bind: a saved VM cannot take new shares")
 	}
-	key, err := warmKey(ctx, pc, img, o.RunnerImage, o.Version, *sp)
+	// The accelerator as asked for: auto may turn into tcg later in the same
+	// host boot (a failed KVM attempt is remembered), and the saved VM
+	// records what it really ran with.
+	ksp := *sp
+	ksp.Accel = o.Spec.Accel
+	key, err := warmKey(ctx, pc, img, o.RunnerImage, o.Version, ksp)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +75,8 @@ func planWarm(ctx context.Context, pc *podman.Client, img *podman.Image, o Optio
 	}
 	final := filepath.Join(base, key)
 	if _, err := os.Stat(filepath.Join(final, spec.WarmMetaFile)); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(final, now, now) // most recently used: kept longest
 		sp.Warm = spec.WarmRestore
 		return &warmPlan{dir: final, readOnly: true}, nil
 	}
@@ -89,4 +99,42 @@ func (w *warmPlan) finish() {
 		return
 	}
 	_ = os.Rename(w.dir, w.final) // another run may have saved it first: fine
+	pruneWarm(filepath.Dir(w.final), maxWarm)
+}
+
+// maxWarm saved VMs are kept (about 220 MB each); the least recently used
+// go first.
+const maxWarm = 4
+
+func pruneWarm(base string, keep int) {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return
+	}
+	type saved struct {
+		path string
+		used time.Time
+	}
+	var all []saved
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			all = append(all, saved{filepath.Join(base, e.Name()), fi.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].used.After(all[j].used) })
+	for i := keep; i < len(all); i++ {
+		_ = os.RemoveAll(all[i].path)
+	}
+}
+
+// failed drops a saved VM that could not be restored, so that the next
+// --warm run boots and saves afresh, and says so.
+func (w *warmPlan) failed(err error) error {
+	if w == nil || !w.readOnly || err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if rerr := os.RemoveAll(w.dir); rerr != nil {
+		return err
+	}
+	return fmt.Errorf("%w\nThe saved VM (%s) was removed: the next --warm run boots and saves afresh", err, w.dir)
 }
