@@ -146,6 +146,12 @@ func newSSHCommand(g *globals, st Streams) *cobra.Command {
 		// ssh's own options are not ours to parse.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Flag parsing is off (ssh options pass through), so bcvk's
+			// global flags given before the command arrive here too.
+			args, err := takeGlobals(cmd, args)
+			if err != nil {
+				return err
+			}
 			if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 				if len(args) == 0 {
 					return usageError{fmt.Errorf("ssh needs the NAME of a VM\nSee '%s --help'.", cmd.CommandPath())}
@@ -371,4 +377,31 @@ podman exec into the VM's container, so nothing listens on a host port.`,
 			return nil
 		},
 	}
+}
+
+// takeGlobals applies bcvk's global flags at the front of args (as in
+// `bcvk -q ephemeral ssh NAME`) and returns the rest.
+func takeGlobals(cmd *cobra.Command, args []string) ([]string, error) {
+	for len(args) > 0 {
+		a := args[0]
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case a == "-q" || a == "--quiet":
+			_ = cmd.Root().PersistentFlags().Set("quiet", "true")
+		case strings.HasPrefix(a, "--") && (name == "log-level" || name == "runner-image"):
+			if !hasValue {
+				if len(args) < 2 {
+					return nil, usageError{fmt.Errorf("%s needs a value", a)}
+				}
+				value, args = args[1], args[1:]
+			}
+			if err := cmd.Root().PersistentFlags().Set(name, value); err != nil {
+				return nil, usageError{err}
+			}
+		default:
+			return args, cmd.Root().PersistentPreRunE(cmd, nil)
+		}
+		args = args[1:]
+	}
+	return args, cmd.Root().PersistentPreRunE(cmd, nil)
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -71,4 +72,28 @@ func FuzzParseLabels(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestTakeGlobalsBeforeSSH(t *testing.T) {
+	root := NewRootCommand(Streams{In: strings.NewReader(""), Out: io.Discard, Err: io.Discard})
+	ssh, _, err := root.Find([]string{"ephemeral", "ssh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := takeGlobals(ssh, []string{"-q", "--log-level", "debug", "--runner-image=r:1", "vm", "-o", "X=1", "--", "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(rest, " ") != "vm -o X=1 -- true" {
+		t.Fatalf("rest %q", rest)
+	}
+	if v, _ := root.PersistentFlags().GetString("runner-image"); v != "r:1" {
+		t.Fatalf("runner image %q", v)
+	}
+	if q, _ := root.PersistentFlags().GetBool("quiet"); !q {
+		t.Fatal("-q was not applied")
+	}
+	if _, err := takeGlobals(ssh, []string{"--log-level"}); err == nil {
+		t.Fatal("a global flag without its value was accepted")
+	}
 }
