@@ -514,9 +514,17 @@ func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer, vp *proc.Proc)
 	if err != nil {
 		return nil, err
 	}
+	// QEMU's own messages go to the container log and are kept for the
+	// error when it fails.
+	er, ew, err := os.Pipe()
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
 	q := exec.Command(s.o.QEMU, qemu.Args(cfg)...)
 	q.Stdout = w
-	q.Stderr = os.Stderr
+	q.Stderr = ew
 	if s.sp.Console {
 		if f, ok := s.o.Stdin.(*os.File); ok {
 			q.Stdin = f
@@ -525,12 +533,15 @@ func (s *supervisor) start(cfg qemu.Config, consoleLog io.Writer, vp *proc.Proc)
 	logrus.Debugf("qemu: %s %s", s.o.QEMU, strings.Join(qemu.Args(cfg), " "))
 	qp, err := s.table.Start("qemu", q)
 	w.Close()
+	ew.Close()
 	if err != nil {
 		r.Close()
+		er.Close()
 		killShares()
 		vp.Signal(unix.SIGKILL)
 		return nil, err
 	}
+	go qp.CaptureOutput(er, os.Stderr)
 	v := &vm{qemu: qp, virtiofsd: vp, shares: shareProcs, firstOutput: make(chan struct{}), consoleDone: make(chan struct{}), qmpSocket: cfg.QMPSocket}
 	v.watcher = console.New(40)
 	var once sync.Once
@@ -746,7 +757,7 @@ func (s *supervisor) exitStatus(v *vm) int {
 		s.endReason = "the guest powered off"
 		return ExitPoweredOff
 	}
-	s.endReason = "QEMU " + v.qemu.ExitDescription()
+	s.endReason = "QEMU " + v.qemu.ExitDescription() + v.qemu.Output()
 	logrus.Error(s.endReason)
 	return ExitQEMU
 }
