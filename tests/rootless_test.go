@@ -88,9 +88,14 @@ func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
 		t.Logf("as %s: %s: exit %d\n%s", rootlessUser, strings.Join(argv, " "), cmd.ProcessState.ExitCode(), errb.String())
 		return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 	}
-	// The user's own image store gets the runner and the sample image.
+	// The user's own image store gets the runner and the sample image, the
+	// same ones as root's (an older copy from an earlier run is replaced).
 	for _, img := range []string{runnerImage(t), sampleImage()} {
-		if as(time.Minute, "podman", "image", "exists", img).code == 0 {
+		want, err := exec.Command("podman", "image", "inspect", "--format", "{{.Id}}", img).Output()
+		if err != nil {
+			t.Fatalf("podman image inspect %s: %v", img, err)
+		}
+		if r := as(time.Minute, "podman", "image", "inspect", "--format", "{{.Id}}", img); r.code == 0 && r.stdout == string(want) {
 			continue
 		}
 		save := exec.Command("podman", "save", img)
