@@ -61,22 +61,20 @@ const migrationPoll = 100 * time.Millisecond
 // SaveState pauses the VM, writes its whole state (RAM, devices and
 // virtiofsd's state, which QEMU carries) to file and resumes it.
 func SaveState(ctx context.Context, qmpPath, file string) error {
-	cmds := append(migrationSetup(), Command{Execute: "stop"},
-		Command{Execute: "migrate", Arguments: map[string]any{"uri": "file:" + file}})
-	if _, err := QMPRun(ctx, qmpPath, cmds...); err != nil {
-		return err
-	}
-	if err := waitMigration(ctx, qmpPath); err != nil {
-		return err
-	}
-	_, err := QMPRun(ctx, qmpPath, Command{Execute: "cont"})
-	return err
+	return migrateAndRun(ctx, qmpPath, append(migrationSetup(), Command{Execute: "stop"},
+		Command{Execute: "migrate", Arguments: map[string]any{"uri": "file:" + file}}))
 }
 
 // RestoreState loads file into a QEMU started with -incoming defer and
 // runs the VM (a restored VM starts paused).
 func RestoreState(ctx context.Context, qmpPath, file string) error {
-	cmds := append(migrationSetup(), Command{Execute: "migrate-incoming", Arguments: map[string]any{"uri": "file:" + file}})
+	return migrateAndRun(ctx, qmpPath, append(migrationSetup(),
+		Command{Execute: "migrate-incoming", Arguments: map[string]any{"uri": "file:" + file}}))
+}
+
+// migrateAndRun starts a migration with cmds, waits for it to complete
+// and lets the VM run again.
+func migrateAndRun(ctx context.Context, qmpPath string, cmds []Command) error {
 	if _, err := QMPRun(ctx, qmpPath, cmds...); err != nil {
 		return err
 	}

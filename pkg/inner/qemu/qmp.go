@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 )
 
 // QMP sends one command over the QMP socket at path: it reads the greeting,
@@ -32,30 +31,7 @@ func Status(ctx context.Context, path string) (string, error) {
 
 // QMPQuery runs cmd and returns its "return" value.
 func QMPQuery(ctx context.Context, path, cmd string) (json.RawMessage, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadBytes('\n'); err != nil { // greeting
-		return nil, fmt.Errorf("QMP greeting: %w", err)
-	}
-	var ret json.RawMessage
-	for _, c := range []string{"qmp_capabilities", cmd} {
-		b, _ := json.Marshal(map[string]string{"execute": c})
-		if _, err := conn.Write(append(b, '\n')); err != nil {
-			return nil, err
-		}
-		if ret, err = readReturn(r); err != nil {
-			return nil, fmt.Errorf("QMP %s: %w", c, err)
-		}
-	}
-	return ret, nil
+	return QMPRun(ctx, path, Command{Execute: cmd})
 }
 
 // readReturn skips asynchronous events until the command's reply.

@@ -13,7 +13,6 @@ import (
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/spec"
-	"github.com/sirupsen/logrus"
 )
 
 // VM is an ephemeral VM as podman and its state directory describe it.
@@ -40,12 +39,8 @@ func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
 	}
 	vms := make([]VM, 0, len(cs))
 	for _, c := range cs {
-		if o := c.Labels[spec.LabelOwner]; o != "" && ownerGone(o) {
-			if err := pc.Remove(ctx, c.ID); err == nil {
-				_ = removeStateDir(c.Labels[spec.LabelStateDir])
-				logrus.Warnf("removed VM %s: the bcvk that started it was killed before it could", c.Labels[spec.LabelName])
-				continue
-			}
+		if o := c.Labels[spec.LabelOwner]; o != "" && ownerGone(o) && removeOrphan(ctx, pc, c) == nil {
+			continue
 		}
 		name := c.Labels[spec.LabelName]
 		if name == "" && len(c.Names) > 0 {

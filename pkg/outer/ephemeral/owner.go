@@ -79,15 +79,19 @@ func PruneOrphans(ctx context.Context, pc *podman.Client) error {
 		if !ownerGone(c.Labels[spec.LabelOwner]) {
 			continue
 		}
-		name := c.Labels[spec.LabelName]
-		if err := pc.Remove(ctx, c.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := removeStateDir(c.Labels[spec.LabelStateDir]); err != nil {
+		if err := removeOrphan(ctx, pc, c); err != nil {
 			errs = append(errs, err)
 		}
-		logrus.Warnf("removed VM %s: the bcvk that started it (pid %s) was killed before it could", name, strings.SplitN(c.Labels[spec.LabelOwner], "@", 2)[0])
 	}
 	return errors.Join(errs...)
+}
+
+// removeOrphan removes a container left by a killed bcvk, and its state
+// directory, and says so.
+func removeOrphan(ctx context.Context, pc *podman.Client, c podman.Container) error {
+	if err := pc.Remove(ctx, c.ID); err != nil {
+		return err
+	}
+	logrus.Warnf("removed VM %s: the bcvk that started it (pid %s) was killed before it could", c.Labels[spec.LabelName], strings.SplitN(c.Labels[spec.LabelOwner], "@", 2)[0])
+	return removeStateDir(c.Labels[spec.LabelStateDir])
 }
