@@ -272,3 +272,32 @@ func TestFiveAtOnce(t *testing.T) {
 		t.Errorf("containers left: %s", out)
 	}
 }
+
+// QEMU crashing before the guest's init ran (QEMU 10's TCG aborts now and
+// then while the guest kernel sets up PCI) costs a restart, not the run.
+// The crash is provoked the way the real one ends QEMU: SIGABRT.
+func TestQEMUCrashEarlyRestarts(t *testing.T) {
+	needPodman(t)
+	name := "bcvk-test-early-crash"
+	cleanupContainer(t, name)
+	s := startBcvk(t, "ephemeral", "run-ssh", "--accel", "tcg", "--memory", "1G", "--name", name, sampleImage(), "--", "true")
+	abort := func() bool {
+		out, err := exec.Command("podman", "top", name, "pid", "comm").Output()
+		if err != nil {
+			return false
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && strings.HasPrefix(f[1], "qemu-system") {
+				return exec.Command("podman", "exec", name, "sh", "-c", "kill -ABRT "+f[0]).Run() == nil
+			}
+		}
+		return false
+	}
+	waitUntil(t, s.done, 2*time.Minute, abort, func() string { return "QEMU to start:\n" + tail(s.errb.String(), 15) })
+	code := s.end(t, bootTimeout)
+	stderr := s.errb.String()
+	if code != 0 || !strings.Contains(stderr, "QEMU crashed early in the boot, before the guest ran anything (QEMU was killed by signal aborted): starting the VM again") {
+		t.Errorf("exit %d, want 0 after one restart; stderr:\n%s", code, tail(stderr, 30))
+	}
+	assertNothingLeft(t, name, sharedState)
+}

@@ -57,6 +57,7 @@ const (
 	powerdownRepeat       = 3 * time.Second
 	helperStopTimeout     = 2 * time.Second
 	helperExitGrace       = 2 * time.Second // see helperDied
+	earlyCrashRestarts    = 2               // see crashedEarly
 	rootTag               = "rootfs"
 )
 
@@ -116,6 +117,7 @@ type supervisor struct {
 	guestError  string // from the guest init's error line
 	guestPanic  string // the kernel's panic line
 	guestReboot bool   // the kernel said it restarts the system
+	handedOver  bool   // the image's init has taken over
 
 	kernelVersion string      // for the warm-start meta
 	finalCfg      qemu.Config // the QEMU that runs (after a KVM fallback)
@@ -279,35 +281,60 @@ func (s *supervisor) run(args []string) (int, error) {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// The SSH probe watches one QEMU; a restarted VM gets a new one.
+	stopProbe := func() {}
+	defer func() { stopProbe() }()
 	s.kernelVersion, s.finalCfg = k.Version, cfg
 	switch {
 	case s.sp.Warm == spec.WarmRestore:
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		if err := s.restoreWarm(ctx, vm); err != nil {
 			vm.kill()
 			return ExitSetup, fmt.Errorf("restoring the saved VM: %w", err)
 		}
 	case s.sp.SSHAuthorizedKey != "":
-		go s.probeSSH(ctx, vm)
+		stopProbe = s.startProbe(vm)
 	}
 
-	select {
-	case <-vm.qemu.Done():
-	case p := <-vm.helperDied():
-		// The guest cannot go on without its file system: stop it, loudly.
-		s.endReason = fmt.Sprintf("%s %s, so the VM was stopped%s", p.Name, p.ExitDescription(), p.Output())
-		logrus.Error(s.endReason)
-		vm.kill()
-		return ExitHelper, nil
-	case sig := <-sigs:
-		logrus.Infof("received %v: asking the guest to power off (up to %s)", sig, time.Duration(s.sp.ShutdownTimeout))
-		if code, done := s.shutdown(vm, sigs); done {
+	for restarts := 0; ; restarts++ {
+		select {
+		case <-vm.qemu.Done():
+			why, crashed := s.crashedEarly(vm)
+			if !crashed || restarts >= earlyCrashRestarts {
+				break
+			}
+			stopProbe()
+			msg := fmt.Sprintf("QEMU crashed early in the boot, before the guest ran anything (%s): starting the VM again", why)
+			logrus.Warn(msg)
+			s.ev.Warn("", msg)
 			vm.stopHelpers()
-			return code, nil
+			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
+				_ = consoleLog.Truncate(0)
+			}
+			if vm, err = s.start(cfg, consoleLog, nil); err != nil {
+				return ExitSetup, err
+			}
+			if s.sp.SSHAuthorizedKey != "" {
+				stopProbe = s.startProbe(vm)
+			}
+			continue
+		case p := <-vm.helperDied():
+			// The guest cannot go on without its file system: stop it, loudly.
+			s.endReason = fmt.Sprintf("%s %s, so the VM was stopped%s", p.Name, p.ExitDescription(), p.Output())
+			logrus.Error(s.endReason)
+			vm.kill()
+			return ExitHelper, nil
+		case sig := <-sigs:
+			logrus.Infof("received %v: asking the guest to power off (up to %s)", sig, time.Duration(s.sp.ShutdownTimeout))
+			if code, done := s.shutdown(vm, sigs); done {
+				vm.stopHelpers()
+				return code, nil
+			}
 		}
+		break
 	}
-	cancel()
+	stopProbe()
 	vm.stopHelpers()
 	return s.exitStatus(vm), nil
 }
@@ -576,6 +603,9 @@ func (s *supervisor) onConsoleLine(l string) {
 		}
 		s.mu.Unlock()
 	case strings.Contains(l, guestinit.Marker+guestinit.HandoverMessage):
+		s.mu.Lock()
+		s.handedOver = true
+		s.mu.Unlock()
 		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
 	case strings.Contains(l, "reboot: Restarting system"):
 		// -no-reboot turns the reset into QEMU's exit.
@@ -610,6 +640,37 @@ func (v *vm) waitFirstOutput(d time.Duration) (bool, string) {
 			}
 		}
 	}
+}
+
+// startProbe watches v for SSH until the returned function is called.
+func (s *supervisor) startProbe(v *vm) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	go s.probeSSH(ctx, v)
+	return cancel
+}
+
+// crashedEarly reports a QEMU that died of a crash (not of a kill, which is
+// somebody's intent) before the guest's init took over: nothing the guest
+// could have done is lost, so the VM can simply start again. QEMU 10's TCG
+// here aborts now and then in PCI set-up ("msix_table_mmio_write:
+// Assertion ... failed", about 1 boot in 30 with two VMs at once).
+func (s *supervisor) crashedEarly(v *vm) (string, bool) {
+	ws := v.qemu.Status()
+	if !ws.Signaled() || s.sp.Warm == spec.WarmRestore {
+		return "", false
+	}
+	switch ws.Signal() {
+	case unix.SIGABRT, unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+	default:
+		return "", false
+	}
+	<-v.consoleDone
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handedOver || s.guestPanic != "" || s.guestError != "" {
+		return "", false
+	}
+	return "QEMU " + v.qemu.ExitDescription() + v.qemu.Output(), true
 }
 
 func (v *vm) kill() {
