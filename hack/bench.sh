@@ -230,7 +230,7 @@ stamp t_kernel
 start_virtiofsd "$run/virtiofs.sock" || fail "virtiofsd did not start"
 
 qemu=(-name "$name,debug-threads=on" -nodefaults -no-user-config -display none -no-reboot
-	-machine q35 -accel tcg,tb-size=256 -cpu max
+	-machine q35,sata=off,smbus=off,i8042=off,vmport=off -accel tcg,tb-size=256 -cpu max,svm=off,vmx=off
 	-smp "$vcpus" -m "${mem}M"
 	-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
 	-kernel "$kernel" -initrd "$initrd" -append "$kargs"
@@ -699,7 +699,7 @@ mkdir -p "$(dirname "$BENCH_JSON")"
 	printf '{\n  "started": %s,\n  "commit": %s,\n  "runs": %d,\n' "$(json_str "$started")" "$(json_str "$commit")" "$RUNS"
 	printf '  "machine": {"nproc": %d, "cpu": %s, "memoryGiB": %s, "kernel": %s, "podman": %s},\n' \
 		"$ncpu" "$(json_str "$cpu_model")" "$mem_gib" "$(json_str "$host_kernel")" "$(json_str "$podman_version")"
-	printf '  "guest": {"accel": "tcg,tb-size=256", "cpu": "max", "vcpus": %d, "memoryMiB": %d, "image": %s, "runner": %s},\n' \
+	printf '  "guest": {"accel": "tcg,tb-size=256", "cpu": "max,svm=off,vmx=off", "machine": "q35,sata=off,smbus=off,i8042=off,vmport=off", "vcpus": %d, "memoryMiB": %d, "image": %s, "runner": %s},\n' \
 		"$VCPUS" "$MEMORY_MIB" "$(json_str "$SAMPLE_IMAGE")" "$(json_str "$RUNNER_IMAGE")"
 	printf '  "units": "seconds; values in run order. boot: QEMU start to the first SSH banner; login: QEMU start to ssh true done (raw boots); cpu: CPU seconds of QEMU and virtiofsd until the banner; wall: launch to exit; container..ssh: phases, seconds since launch; host_cpu, steal: CPU seconds of the whole host during the run",\n'
 	printf '  "contenders": {\n'

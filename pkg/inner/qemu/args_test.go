@@ -16,7 +16,7 @@ func TestArgsTCG(t *testing.T) {
 	want := []string{
 		"-name", "bcvk-vm1,debug-threads=on",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-machine", "q35", "-accel", "tcg,tb-size=256", "-cpu", "max",
+		"-machine", "q35,sata=off,smbus=off,i8042=off,vmport=off", "-accel", "tcg,tb-size=256", "-cpu", "max,svm=off,vmx=off",
 		"-smp", "2", "-m", "2048M",
 		"-object", "memory-backend-memfd,id=mem,size=2048M,share=on",
 		"-numa", "node,memdev=mem",
