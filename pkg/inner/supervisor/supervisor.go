@@ -258,7 +258,12 @@ func (s *supervisor) run(args []string) (int, error) {
 	if s.sp.Warm == spec.WarmRestore {
 		what = "restoring a saved VM: kernel"
 	}
-	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
+	// Each (re)start of QEMU is a kernel event: the host shows the step
+	// again, with the accelerator that is really used.
+	bootEvent := func(accel string) {
+		s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
+	}
+	bootEvent(accel)
 	cfg.Accel = accel
 	vm, err := s.start(cfg, consoleLog, vp)
 	vp = nil
@@ -275,6 +280,7 @@ func (s *supervisor) run(args []string) (int, error) {
 			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
 				_ = consoleLog.Truncate(0)
 			}
+			bootEvent(cfg.Accel)
 			if vm, err = s.start(cfg, consoleLog, nil); err != nil {
 				return ExitSetup, err
 			}
@@ -312,6 +318,7 @@ func (s *supervisor) run(args []string) (int, error) {
 			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
 				_ = consoleLog.Truncate(0)
 			}
+			bootEvent(cfg.Accel)
 			if vm, err = s.start(cfg, consoleLog, nil); err != nil {
 				return ExitSetup, err
 			}
