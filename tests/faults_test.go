@@ -301,3 +301,42 @@ func TestQEMUCrashEarlyRestarts(t *testing.T) {
 	}
 	assertNothingLeft(t, name, sharedState)
 }
+
+// The target file system fills up during the install (here: another file
+// takes the space once the copy has begun). QEMU reports the failed writes
+// to the guest as I/O errors (werror=report), the install fails, and bcvk
+// says so and leaves no disk, no work directory and no container.
+func TestToDiskRunsOutOfSpace(t *testing.T) {
+	needPodman(t)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small file system needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	s := startBcvk(t, "to-disk", sampleImage(), filepath.Join(dir, "x.raw"))
+	waitUntil(t, s.done, bootTimeout, func() bool { return strings.Contains(s.errb.String(), "copying the image root") },
+		func() string { return "the install to copy:\n" + tail(s.errb.String(), 15) })
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave := int64(8 << 20)
+	if err := syscall.Fallocate(int(fill.Fd()), 0, 0, int64(st.Bavail)*st.Bsize-leave); err != nil {
+		t.Fatalf("taking the space: %v", err)
+	}
+	fill.Close()
+	code := s.end(t, 10*time.Minute)
+	stderr := s.errb.String()
+	if code != 1 || !strings.Contains(stderr, dir+" ran out of space during the install") || !strings.Contains(stderr, "bootc install to-disk failed") {
+		t.Errorf("exit %d, want 1 and the failed install; stderr:\n%s", code, tail(stderr, 30))
+	}
+	assertOnlyFiles(t, dir, "fill")
+	assertNoToDiskContainers(t)
+}

@@ -173,7 +173,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		return err
 	}
 	if err := runInstall(ctx, pc, vm.Name, vm.StateDir, o, status); err != nil {
-		return err
+		return explainFull(err, filepath.Dir(disk), tmp)
 	}
 
 	status.Start("Powering off the installer VM")
@@ -281,6 +281,24 @@ func checkSize(size, imageSize int64, image string) error {
 			human(size), image, human(imageSize), human(need))
 	}
 	return nil
+}
+
+// nearlyFull is free space below which a failed install is blamed on the
+// file system: QEMU reports the failed writes to the guest as I/O errors
+// (werror=report), which alone do not say why.
+const nearlyFull = 64 << 20
+
+// explainFull says so when the install failed with the disk's file system
+// (nearly) full.
+func explainFull(err error, dir, work string) error {
+	var fs unix.Statfs_t
+	if unix.Statfs(work, &fs) != nil {
+		return err
+	}
+	if free := int64(fs.Bavail) * fs.Bsize; free < nearlyFull {
+		return fmt.Errorf("%s ran out of space during the install (%s free now): the disk's writes failed, which the installer saw as I/O errors; free some space or write the disk elsewhere\n%w", dir, human(free), err)
+	}
+	return err
 }
 
 // checkSpace fails early when the directory cannot hold the disk: the
