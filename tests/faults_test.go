@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +57,36 @@ func (s *started) waitCommand(t *testing.T, name, command string) {
 	t.Helper()
 	waitUntil(t, s.done, bootTimeout, func() bool { return commandRunning(name, command) },
 		func() string { return "the command to run:\n" + tail(s.errb.String(), 15) })
+}
+
+// signalInContainer sends sig to the container's first process whose name
+// starts with proc.
+func signalInContainer(name, proc, sig string) error {
+	out, err := exec.Command("podman", "top", name, "pid", "comm").Output()
+	if err != nil {
+		return fmt.Errorf("podman top %s: %v", name, err)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && strings.HasPrefix(f[1], proc) {
+			if out, err := exec.Command("podman", "exec", name, "sh", "-c", "kill -"+sig+" "+f[0]).CombinedOutput(); err != nil {
+				return fmt.Errorf("kill -%s %s: %v %s", sig, proc, err, out)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no %s in the container:\n%s", proc, out)
+}
+
+// smallFileSystem mounts a tmpfs of the given size (root only) for the
+// test's duration.
+func smallFileSystem(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	return dir
 }
 
 func strayProcesses(name string) string {
@@ -127,20 +158,9 @@ func TestVMEndsUnderCommand(t *testing.T) {
 	needPodman(t)
 	kill := func(proc string) func(t *testing.T, name string) {
 		return func(t *testing.T, name string) {
-			out, err := exec.Command("podman", "top", name, "pid", "comm").Output()
-			if err != nil {
+			if err := signalInContainer(name, proc, "KILL"); err != nil {
 				t.Fatal(err)
 			}
-			for _, l := range strings.Split(string(out), "\n") {
-				f := strings.Fields(l)
-				if len(f) == 2 && strings.HasPrefix(f[1], proc) {
-					if out, err := exec.Command("podman", "exec", name, "sh", "-c", "kill -9 "+f[0]).CombinedOutput(); err != nil {
-						t.Fatalf("kill %s: %v %s", proc, err, out)
-					}
-					return
-				}
-			}
-			t.Fatalf("no %s in the container:\n%s", proc, out)
 		}
 	}
 	cases := []struct {
@@ -228,11 +248,7 @@ func TestToDiskFullFileSystem(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small file system needs root")
 	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	dir := smallFileSystem(t, "200m")
 	r := runBcvk(t, sharedState, nil, time.Minute, "to-disk", sampleImage(), filepath.Join(dir, "x.raw"))
 	if r.code != 1 || !strings.Contains(r.stderr, "not enough free space in "+dir) {
 		t.Errorf("exit %d:\n%s", r.code, r.stderr)
@@ -281,18 +297,7 @@ func TestQEMUCrashEarlyRestarts(t *testing.T) {
 	name := "bcvk-test-early-crash"
 	cleanupContainer(t, name)
 	s := startBcvk(t, "ephemeral", "run-ssh", "--accel", "tcg", "--memory", "1G", "--name", name, sampleImage(), "--", "true")
-	abort := func() bool {
-		out, err := exec.Command("podman", "top", name, "pid", "comm").Output()
-		if err != nil {
-			return false
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if f := strings.Fields(l); len(f) == 2 && strings.HasPrefix(f[1], "qemu-system") {
-				return exec.Command("podman", "exec", name, "sh", "-c", "kill -ABRT "+f[0]).Run() == nil
-			}
-		}
-		return false
-	}
+	abort := func() bool { return signalInContainer(name, "qemu-system", "ABRT") == nil }
 	waitUntil(t, s.done, 2*time.Minute, abort, func() string { return "QEMU to start:\n" + tail(s.errb.String(), 15) })
 	code := s.end(t, bootTimeout)
 	stderr := s.errb.String()
@@ -311,11 +316,7 @@ func TestToDiskRunsOutOfSpace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small file system needs root")
 	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	dir := smallFileSystem(t, "1g")
 	s := startBcvk(t, "to-disk", sampleImage(), filepath.Join(dir, "x.raw"))
 	waitUntil(t, s.done, bootTimeout, func() bool { return strings.Contains(s.errb.String(), "copying the image root") },
 		func() string { return "the install to copy:\n" + tail(s.errb.String(), 15) })

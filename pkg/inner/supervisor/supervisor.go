@@ -258,14 +258,20 @@ func (s *supervisor) run(args []string) (int, error) {
 	if s.sp.Warm == spec.WarmRestore {
 		what = "restoring a saved VM: kernel"
 	}
-	// Each (re)start of QEMU is a kernel event: the host shows the step
-	// again, with the accelerator that is really used.
-	bootEvent := func(accel string) {
-		s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, k.Version, accel, s.sp.MemoryMiB, s.sp.VCPUs))
+	// Each start of QEMU is a kernel event: the host shows the step (again,
+	// after a KVM fallback or a restart), with the accelerator really used.
+	// A later start begins a fresh console log and its own virtiofsd.
+	boot := func(cfg qemu.Config, vp *proc.Proc) (*vm, error) {
+		if vp == nil {
+			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
+				_ = consoleLog.Truncate(0)
+			}
+		}
+		s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, k.Version, cfg.Accel, s.sp.MemoryMiB, s.sp.VCPUs))
+		return s.start(cfg, consoleLog, vp)
 	}
-	bootEvent(accel)
 	cfg.Accel = accel
-	vm, err := s.start(cfg, consoleLog, vp)
+	vm, err := boot(cfg, vp)
 	vp = nil
 	if err != nil {
 		return ExitSetup, err
@@ -277,11 +283,7 @@ func (s *supervisor) run(args []string) (int, error) {
 			s.ev.Warn(events.CodeKVMUnusable, msg)
 			vm.kill()
 			cfg.Accel = spec.AccelTCG
-			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
-				_ = consoleLog.Truncate(0)
-			}
-			bootEvent(cfg.Accel)
-			if vm, err = s.start(cfg, consoleLog, nil); err != nil {
+			if vm, err = boot(cfg, nil); err != nil {
 				return ExitSetup, err
 			}
 		}
@@ -315,11 +317,7 @@ func (s *supervisor) run(args []string) (int, error) {
 			logrus.Warn(msg)
 			s.ev.Warn("", msg)
 			vm.stopHelpers()
-			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
-				_ = consoleLog.Truncate(0)
-			}
-			bootEvent(cfg.Accel)
-			if vm, err = s.start(cfg, consoleLog, nil); err != nil {
+			if vm, err = boot(cfg, nil); err != nil {
 				return ExitSetup, err
 			}
 			if s.sp.SSHAuthorizedKey != "" {

@@ -87,11 +87,14 @@ func PruneOrphans(ctx context.Context, pc *podman.Client) error {
 }
 
 // removeOrphan removes a container left by a killed bcvk, and its state
-// directory, and says so.
+// directory, and says so. Its error means the container is still there.
 func removeOrphan(ctx context.Context, pc *podman.Client, c podman.Container) error {
 	if err := pc.Remove(ctx, c.ID); err != nil {
 		return err
 	}
 	logrus.Warnf("removed VM %s: the bcvk that started it (pid %s) was killed before it could", c.Labels[spec.LabelName], strings.SplitN(c.Labels[spec.LabelOwner], "@", 2)[0])
-	return removeStateDir(c.Labels[spec.LabelStateDir])
+	if err := removeStateDir(c.Labels[spec.LabelStateDir]); err != nil {
+		logrus.Warnf("could not remove the state directory of VM %s: %v", c.Labels[spec.LabelName], err)
+	}
+	return nil
 }

@@ -283,6 +283,15 @@ func checkSize(size, imageSize int64, image string) error {
 	return nil
 }
 
+// freeSpace is what an unprivileged writer can still put in dir's file system.
+func freeSpace(dir string) (int64, error) {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return 0, err
+	}
+	return int64(fs.Bavail) * fs.Bsize, nil
+}
+
 // nearlyFull is free space below which a failed install is blamed on the
 // file system: QEMU reports the failed writes to the guest as I/O errors
 // (werror=report), which alone do not say why.
@@ -291,11 +300,7 @@ const nearlyFull = 64 << 20
 // explainFull says so when the install failed with the disk's file system
 // (nearly) full.
 func explainFull(err error, dir, work string) error {
-	var fs unix.Statfs_t
-	if unix.Statfs(work, &fs) != nil {
-		return err
-	}
-	if free := int64(fs.Bavail) * fs.Bsize; free < nearlyFull {
+	if free, ferr := freeSpace(work); ferr == nil && free < nearlyFull {
 		return fmt.Errorf("%s ran out of space during the install (%s free now): the disk's writes failed, which the installer saw as I/O errors; free some space or write the disk elsewhere\n%w", dir, human(free), err)
 	}
 	return err
@@ -304,11 +309,10 @@ func explainFull(err error, dir, work string) error {
 // checkSpace fails early when the directory cannot hold the disk: the
 // written data is about the image's size, twice while converting.
 func checkSpace(dir string, imageSize int64, format string) error {
-	var fs unix.Statfs_t
-	if err := unix.Statfs(dir, &fs); err != nil {
+	free, err := freeSpace(dir)
+	if err != nil {
 		return nil // cannot tell; the VM's write will say
 	}
-	free := int64(fs.Bavail) * fs.Bsize
 	need := imageSize + overhead
 	if installFormat(format) != format {
 		need *= 2
