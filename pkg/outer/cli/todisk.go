@@ -111,7 +111,7 @@ func (f *toDiskFlags) options(image, disk string) (todisk.Options, error) {
 		}
 		o.Size = n
 	}
-	o.Install = todisk.Install{Filesystem: f.filesystem, RootSize: f.rootSize, KernelArgs: f.kargs}
+	o.Install = todisk.Install{Filesystem: f.filesystem, RootSize: strings.TrimSpace(f.rootSize), KernelArgs: f.kargs}
 	if err := o.Install.Validate(); err != nil {
 		return bad(err)
 	}

@@ -98,8 +98,9 @@ func InstallArgs(in Install) []string {
 	if in.Filesystem != "" {
 		a = append(a, "--filesystem", in.Filesystem)
 	}
-	if in.RootSize != "" {
-		a = append(a, "--root-size", in.RootSize)
+	if rs := strings.TrimSpace(in.RootSize); rs != "" {
+		// Validate's size parser allows surrounding blanks; bootc gets none.
+		a = append(a, "--root-size", rs)
 	}
 	for _, k := range in.KernelArgs {
 		a = append(a, "--karg", k)
