@@ -30,16 +30,16 @@ func Options(keyPath string, port int) []string {
 }
 
 // Args returns a whole ssh argument list (without "ssh"): the fixed options,
-// the user's extra options, the destination and, if any, the command. ssh
-// joins its command words with spaces for the remote shell, so each word is
-// quoted here to arrive as exactly one argument.
+// the user's extra options, "--", the destination and, if any, the command.
+// OpenSSH goes on reading options after the destination (a command word
+// "-oProxyCommand=..." would run on our side), unless "--" ends them first.
+// ssh joins its command words with spaces for the remote shell, so each word
+// is quoted here to arrive as exactly one argument.
 func Args(keyPath string, port int, extra []string, user string, cmd []string) []string {
 	a := Options(keyPath, port)
 	a = append(a, extra...)
-	a = append(a, user+"@127.0.0.1")
+	a = append(a, "--", user+"@127.0.0.1")
 	if len(cmd) > 0 {
-		// No "--" here: ssh stops reading options at the destination, and
-		// would send a "--" on to the remote shell.
 		a = append(a, QuoteCommand(cmd))
 	}
 	return a

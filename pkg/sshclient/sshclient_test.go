@@ -3,6 +3,7 @@ package sshclient
 import (
 	"os/exec"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -30,11 +31,44 @@ func TestQuoteCommandRoundTrip(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	got := Args("/k", 2222, []string{"-v"}, "root", []string{"sh", "-c", "exit 42"})
-	want := append(Options("/k", 2222), "-v", "root@127.0.0.1", "sh -c 'exit 42'")
+	want := append(Options("/k", 2222), "-v", "--", "root@127.0.0.1", "sh -c 'exit 42'")
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q", got)
 	}
 	if got := Args("/k", 2222, nil, "root", nil); got[len(got)-1] != "root@127.0.0.1" {
 		t.Fatalf("no command: %q", got)
+	}
+}
+
+// A command whose words look like ssh options must reach the guest as words:
+// OpenSSH reads options after the destination unless "--" came first, and a
+// ProxyCommand would run on bcvk's side. `ssh -G` shows how ssh parses the
+// line without connecting.
+func TestArgsCommandIsNotOptions(t *testing.T) {
+	if _, err := exec.LookPath("ssh"); err != nil {
+		t.Skip("no ssh client")
+	}
+	for _, cmd := range [][]string{
+		{"-oProxyCommand=sh -c 'touch /tmp/pwned'"},
+		{"-oProxyCommand=sh", "-c", "touch /tmp/pwned"},
+		{"-p1"}, {"-luser"}, {"-v"},
+	} {
+		args := Args("/k", 2222, nil, "root", cmd)
+		out, err := exec.Command("ssh", append([]string{"-G"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh -G %q: %v\n%s", args, err, out)
+		}
+		cfg := string(out)
+		for _, want := range []string{"\nuser root\n", "\nport 2222\n", "\nhostname 127.0.0.1\n"} {
+			if !strings.Contains("\n"+cfg, want) {
+				t.Errorf("command %q: ssh -G lacks %q: the command changed ssh's options", cmd, strings.TrimSpace(want))
+			}
+		}
+		if strings.Contains(cfg, "proxycommand ") && !strings.Contains(cfg, "proxycommand none") {
+			t.Errorf("command %q became a ProxyCommand", cmd)
+		}
+		if strings.Contains(cfg, "\nloglevel DEBUG") {
+			t.Errorf("command %q raised ssh's log level", cmd)
+		}
 	}
 }
