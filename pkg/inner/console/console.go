@@ -4,9 +4,8 @@
 package console
 
 import (
-	"bufio"
+	"bytes"
 	"io"
-	"strings"
 	"sync"
 
 	"github.com/bcvk/bcvk/pkg/consolelog"
@@ -26,15 +25,18 @@ type Watcher struct {
 // New keeps the last maxLines lines.
 func New(maxLines int) *Watcher { return &Watcher{max: maxLines} }
 
+// MaxLine bounds the part of one console line that is kept for the
+// classifier and error messages; the guest decides where its lines end.
+const MaxLine = 4 << 10
+
 // Copy reads r until EOF, writing everything to each of outs.
 func (w *Watcher) Copy(r io.Reader, outs ...io.Writer) {
 	out := io.MultiWriter(outs...)
-	br := bufio.NewReaderSize(r, 64<<10)
 	first := true
-	var partial strings.Builder
+	partial := make([]byte, 0, MaxLine)
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := br.Read(buf)
+		n, err := r.Read(buf)
 		if n > 0 {
 			if first {
 				first = false
@@ -43,26 +45,35 @@ func (w *Watcher) Copy(r io.Reader, outs ...io.Writer) {
 				}
 			}
 			_, _ = out.Write(buf[:n])
-			chunk := string(buf[:n])
+			chunk := buf[:n]
 			for {
-				i := strings.IndexByte(chunk, '\n')
+				i := bytes.IndexByte(chunk, '\n')
 				if i < 0 {
-					partial.WriteString(chunk)
+					partial = appendCapped(partial, chunk)
 					break
 				}
-				partial.WriteString(chunk[:i])
-				w.line(consolelog.Clean(partial.String()))
-				partial.Reset()
+				partial = appendCapped(partial, chunk[:i])
+				w.line(consolelog.Clean(string(partial)))
+				partial = partial[:0]
 				chunk = chunk[i+1:]
 			}
 		}
 		if err != nil {
-			if partial.Len() > 0 {
-				w.line(consolelog.Clean(partial.String()))
+			if len(partial) > 0 {
+				w.line(consolelog.Clean(string(partial)))
 			}
 			return
 		}
 	}
+}
+
+// appendCapped appends what fits below MaxLine; the rest of a long line is
+// dropped.
+func appendCapped(line, p []byte) []byte {
+	if room := MaxLine - len(line); len(p) > room {
+		p = p[:room]
+	}
+	return append(line, p...)
 }
 
 func (w *Watcher) line(l string) {
