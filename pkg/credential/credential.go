@@ -10,7 +10,24 @@ import (
 	"strings"
 )
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.~-]{1,255}$`)
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9_.~-]{1,255}$`)
+	smbiosRE = regexp.MustCompile(`^io\.systemd\.credential\.binary:[A-Za-z0-9_.~-]{1,255}=[A-Za-z0-9+/]*={0,2}$`)
+)
+
+// MaxSMBIOS bounds one credential value read back from a saved VM (QEMU
+// takes it as one command-line word).
+const MaxSMBIOS = 64 << 10
+
+// ValidSMBIOS checks a value that SMBIOS made, for values read back from a
+// file (a saved VM): exactly the form SMBIOS writes, so that nothing in it
+// can add QEMU options (a comma would).
+func ValidSMBIOS(v string) error {
+	if len(v) > MaxSMBIOS || !smbiosRE.MatchString(v) {
+		return fmt.Errorf("not a systemd credential as bcvk passes it: %.60q", v)
+	}
+	return nil
+}
 
 // SMBIOS returns the value for QEMU's `-smbios type=11,value=...` that passes
 // the credential name with the given content. QEMU splits -smbios values at

@@ -2,8 +2,13 @@ package spec
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+
+	"github.com/bcvk/bcvk/pkg/credential"
 )
 
 // Warm start: a VM that booted once is saved (RAM, devices, virtiofsd's
@@ -16,7 +21,9 @@ const (
 	// Files in WarmDir.
 	WarmStateFile     = "state"
 	WarmInitramfsFile = "initramfs.img"
-	WarmKeyFile       = "ssh_key"
+	// WarmKeyFile is the key a restore logs in with: made for the save,
+	// the only key the saved guest accepts, and never a user's.
+	WarmKeyFile = "ssh_key"
 	WarmMetaFile      = "meta.json"
 )
 
@@ -28,14 +35,50 @@ type WarmMeta struct {
 	KernelVersion     string   `json:"kernelVersion"`
 }
 
-// ReadWarmMeta reads dir's meta.json.
+// maxWarmMeta bounds meta.json: it holds a few credentials.
+const maxWarmMeta = 1 << 20
+
+var kernelVersionRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]{1,128}$`)
+
+// ReadWarmMeta reads and checks dir's meta.json. What it says goes onto
+// QEMU's command line, so it must be exactly what bcvk writes.
 func ReadWarmMeta(dir string) (WarmMeta, error) {
 	var m WarmMeta
-	b, err := os.ReadFile(filepath.Join(dir, WarmMetaFile))
+	f, err := os.Open(filepath.Join(dir, WarmMetaFile))
 	if err != nil {
 		return m, err
 	}
-	return m, json.Unmarshal(b, &m)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxWarmMeta+1))
+	if err != nil {
+		return m, err
+	}
+	if len(b) > maxWarmMeta {
+		return m, fmt.Errorf("%s is larger than %d bytes", WarmMetaFile, maxWarmMeta)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, err
+	}
+	return m, m.Validate()
+}
+
+// Validate checks every field against what bcvk itself would write.
+func (m WarmMeta) Validate() error {
+	if m.Accel != AccelKVM && m.Accel != AccelTCG {
+		return fmt.Errorf("saved accelerator %.20q is neither kvm nor tcg", m.Accel)
+	}
+	if !kernelVersionRE.MatchString(m.KernelVersion) {
+		return fmt.Errorf("saved kernel version %.60q is not a kernel version", m.KernelVersion)
+	}
+	if len(m.SMBIOSCredentials) > 16 {
+		return fmt.Errorf("%d saved credentials: bcvk saves at most 16", len(m.SMBIOSCredentials))
+	}
+	for _, v := range m.SMBIOSCredentials {
+		if err := credential.ValidSMBIOS(v); err != nil {
+			return fmt.Errorf("saved credential: %w", err)
+		}
+	}
+	return nil
 }
 
 // Write stores meta.json in dir; it is written last, so its presence says

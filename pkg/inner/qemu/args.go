@@ -123,6 +123,9 @@ func Args(c Config) []string {
 		// romfile= skips the iPXE ROM: nothing boots from the network.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
+		// A restored warm VM is a clone: the VM generation ID changes with
+		// every QEMU start, and the guest kernel reseeds its RNG on it.
+		"-device", "vmgenid,guid=auto",
 		"-chardev", "stdio,id=console,signal=off",
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+c.QMPSocket+",server=on,wait=off",

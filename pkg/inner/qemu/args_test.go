@@ -28,6 +28,7 @@ func TestArgsTCG(t *testing.T) {
 		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
+		"-device", "vmgenid,guid=auto",
 		"-chardev", "stdio,id=console,signal=off",
 		"-serial", "chardev:console",
 		"-qmp", "unix:/run/bcvk/qmp.sock,server=on,wait=off",
