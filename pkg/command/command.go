@@ -48,6 +48,10 @@ type Cmd struct {
 	Stdin  io.Reader
 	Stdout io.Writer // nil: captured and returned by Output
 	Stderr io.Writer // copy of stderr besides the captured one
+	// Display is the command line that errors show, when Argv holds
+	// something that must not appear there (a user's remote command may
+	// carry secrets); the debug log shows Argv.
+	Display []string
 	// NewProcessGroup keeps terminal signals (Ctrl-C) away from the child;
 	// bcvk then decides how to stop it. Interactive commands need the
 	// terminal and so stay in the foreground group.
@@ -91,7 +95,11 @@ func run(ctx context.Context, c Cmd) ([]byte, error) {
 		if ctx.Err() != nil && cmd.ProcessState != nil && !cmd.ProcessState.Exited() {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return stdout.Bytes(), &Error{Argv: c.Argv, Stderr: stderr.String(), Inner: err}
+		shown := c.Argv
+		if c.Display != nil {
+			shown = c.Display
+		}
+		return stdout.Bytes(), &Error{Argv: shown, Stderr: stderr.String(), Inner: err}
 	}
 	return stdout.Bytes(), nil
 }

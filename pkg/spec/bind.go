@@ -42,6 +42,11 @@ func ParseBind(s, cwd string, readOnly bool) (Bind, error) {
 	if strings.ContainsAny(host, ",\n") {
 		return Bind{}, fmt.Errorf("bind %q: the host path cannot contain a comma (podman's --mount syntax)", s)
 	}
+	// The guest runs its own kernel as root of its file systems: a writable
+	// host root would be the whole host to it. Also through a symlink.
+	if !readOnly && (host == "/" || resolvesToRoot(host)) {
+		return Bind{}, fmt.Errorf("bind %q: sharing the host's root directory read-write gives the guest the whole host; use --ro-bind, or share a directory below it", s)
+	}
 	if guest == "" {
 		base := filepath.Base(host)
 		if base == "/" || base == "." {
@@ -88,4 +93,9 @@ func validateBinds(bs []Bind) error {
 		errs = append(errs, errors.New("at most 16 shares"))
 	}
 	return errors.Join(errs...)
+}
+
+func resolvesToRoot(p string) bool {
+	r, err := filepath.EvalSymlinks(p)
+	return err == nil && r == "/"
 }

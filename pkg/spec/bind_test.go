@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -21,6 +23,23 @@ func TestParseBind(t *testing.T) {
 	for _, bad := range []string{"", ":/mnt/x", "/a:relative", "/a:/proc/x", "/a:/", "/a:/run/x", "/a,b", "/a:/mnt/a b", "/:"} {
 		if _, err := ParseBind(bad, "/home/u", false); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// A read-write share of the host's root is refused, also through a
+// symlink; read-only it is allowed (with a guest path).
+func TestParseBindRefusesWritableHostRoot(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "root")
+	if err := os.Symlink("/", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{"/:/mnt/host", "/../:/mnt/host", link + ":/mnt/host"} {
+		if _, err := ParseBind(in, "/home/u", false); err == nil || !strings.Contains(err.Error(), "--ro-bind") {
+			t.Errorf("read-write %q: %v", in, err)
+		}
+		if b, err := ParseBind(in, "/home/u", true); err != nil || !b.ReadOnly {
+			t.Errorf("read-only %q: %+v %v", in, b, err)
 		}
 	}
 }
