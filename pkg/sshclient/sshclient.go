@@ -45,11 +45,16 @@ func Args(keyPath string, port int, extra []string, user string, cmd []string) [
 	return a
 }
 
-// QuoteCommand quotes words for a POSIX shell.
+// QuoteCommand quotes words for a POSIX shell. sshd runs `SHELL -c
+// COMMAND`: a first word starting with "-" is quoted even when safe, or the
+// shell would take it for its own option.
 func QuoteCommand(words []string) string {
 	q := make([]string, len(words))
 	for i, w := range words {
 		q[i] = Quote(w)
+		if i == 0 && q[i] == w && strings.HasPrefix(w, "-") {
+			q[i] = "'" + w + "'"
+		}
 	}
 	return strings.Join(q, " ")
 }

@@ -72,3 +72,27 @@ func TestArgsCommandIsNotOptions(t *testing.T) {
 		}
 	}
 }
+
+// sshd runs the user's shell as `SHELL -c COMMAND`: a command word such as
+// "-v" must be the shell's command, not its option.
+func TestQuoteCommandLeadingDash(t *testing.T) {
+	for _, shell := range []string{"sh", "bash"} {
+		if _, err := exec.LookPath(shell); err != nil {
+			continue
+		}
+		out, err := exec.Command(shell, "-c", QuoteCommand([]string{"-v"})).CombinedOutput()
+		if code := exitCode(err); code != 127 || !strings.Contains(string(out), "-v") {
+			t.Errorf("%s -c %q: exit %d, %q", shell, QuoteCommand([]string{"-v"}), code, out)
+		}
+	}
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
