@@ -1,12 +1,14 @@
 package ephemeral
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/sirupsen/logrus"
 )
@@ -42,31 +44,42 @@ func ResolveAccel(sp *spec.Spec) {
 	if err != nil {
 		return
 	}
-	path := filepath.Join(base, kvmVerdictFile)
-	b, err := os.ReadFile(path)
-	if err != nil {
+	reason, failed := verdictIn(base)
+	if !failed {
 		return
 	}
-	var v kvmVerdict
-	if json.Unmarshal(b, &v) != nil || v.BootID == "" || v.BootID != bootID() {
-		return
-	}
-	logrus.Infof("KVM did not work on this host earlier (%s); using TCG software emulation. Remove %s to try KVM again.", v.Reason, path)
+	logrus.Infof("KVM did not work on this host earlier (%s); using TCG software emulation. Remove %s to try KVM again.", reason, filepath.Join(base, kvmVerdictFile))
 	sp.Accel = spec.AccelTCG
 }
 
-// RememberKVMUnusable records that KVM failed on this host boot.
+// RememberKVMUnusable records that KVM failed on this host boot. The file
+// is written whole under a fresh random name, never through a symlink, and
+// renamed into place (rename replaces a symlink, not its target).
 func RememberKVMUnusable(reason string) {
 	base, err := StateBase()
 	if err != nil {
 		return
 	}
 	b, _ := json.Marshal(kvmVerdict{BootID: bootID(), Reason: reason, Time: time.Now().UTC()})
-	tmp := filepath.Join(base, kvmVerdictFile+".tmp")
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		_ = os.Rename(tmp, filepath.Join(base, kvmVerdictFile))
+	tmp := "." + kvmVerdictFile + "-" + rand.Text()
+	f, err := privdir.CreateFile(base, tmp, 0o600)
+	if err != nil {
+		return
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(filepath.Join(base, tmp), filepath.Join(base, kvmVerdictFile))
+	}
+	if err != nil {
+		_ = os.Remove(filepath.Join(base, tmp))
 	}
 }
+
+// maxVerdictSize bounds the read: the file is a small JSON object.
+const maxVerdictSize = 64 << 10
 
 // KVMVerdict returns why KVM failed earlier in this host boot, if it did.
 func KVMVerdict() (reason string, failed bool) {
@@ -74,7 +87,12 @@ func KVMVerdict() (reason string, failed bool) {
 	if err != nil {
 		return "", false
 	}
-	b, err := os.ReadFile(filepath.Join(base, kvmVerdictFile))
+	return verdictIn(base)
+}
+
+// verdictIn reads the verdict in base, never through a symlink.
+func verdictIn(base string) (reason string, failed bool) {
+	b, err := privdir.ReadFile(base, kvmVerdictFile, maxVerdictSize)
 	if err != nil {
 		return "", false
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/consolelog"
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/sshclient"
@@ -211,13 +212,20 @@ func Launch(ctx context.Context, pc *podman.Client, o Options, status *progress.
 		logrus.Warn("rootless podman cannot open /dev/net/tun (its mode here is not the usual 0666), so the VM's container gets no network: SSH works, but the guest cannot reach the outside. `chmod 0666 /dev/net/tun` as root fixes it.")
 	}
 	nofile, nproc := Rlimits()
-	args := PodmanRunArgs(ContainerConfig{
-		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage,
-		StateDir: dir, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
+	runner, err := pc.InspectImage(ctx, o.RunnerImage)
+	if err != nil {
+		return nil, fmt.Errorf("the runner image %q: %w", o.RunnerImage, err)
+	}
+	args, err := PodmanRunArgs(ContainerConfig{
+		Name: sp.Name, Image: o.Image, ImageID: img.ID, RunnerImage: o.RunnerImage, RunnerImageID: runner.ID,
+		StateDir: dir, MemoryMiB: sp.MemoryMiB, Version: o.Version, KVM: sp.Accel != spec.AccelTCG && hasKVM(),
 		NoFile: nofile, NProc: nproc, StopTimeout: StopTimeoutFor(sp),
 		Labels: o.Labels, Remove: o.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: o.DisksDir,
 		Owner: owner(o.Owned), Warm: warm,
 	})
+	if err != nil {
+		return nil, err
+	}
 	// Registered before the container exists: a signal during `podman run`
 	// can leave it created, and removal by name is idempotent.
 	cl.Add(func(ctx context.Context) error { return pc.Remove(ctx, sp.Name) })
@@ -386,8 +394,14 @@ func ExecSSH(ctx context.Context, pc *podman.Client, name string, sshOpts, cmd [
 	interactive := len(cmd) == 0 && isTerminal(st.In) && isTerminal(st.Out)
 	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, sshOpts, "root", cmd)
 	argv := append([]string{pc.Binary}, ExecSSHArgs(name, interactive, sshArgs)...)
+	var display []string
+	if len(cmd) > 0 {
+		// The guest command is the user's and may hold secrets: errors
+		// name it only at --log-level debug.
+		display = append(append([]string(nil), argv[:len(argv)-1]...), "COMMAND")
+	}
 	err := command.Run(ctx, command.Cmd{
-		Argv: argv, Stdin: st.In, Stdout: st.Out, Stderr: st.Err,
+		Argv: argv, Display: display, Stdin: st.In, Stdout: st.Out, Stderr: st.Err,
 		// A terminal session needs the foreground; otherwise bcvk handles
 		// Ctrl-C itself and cleans up.
 		NewProcessGroup: !interactive,
@@ -422,29 +436,22 @@ func RandomName() string {
 
 // StateBase is the directory that holds every VM's state directory: in
 // XDG_RUNTIME_DIR when there is one (private to the user, gone at logout),
-// else a per-user directory in the temp dir.
+// else a per-user directory in the temp dir. Every component is checked
+// (see privdir): root with another user's XDG_RUNTIME_DIR (sudo -E) must
+// not follow that user's symlinks.
 func StateBase() (string, error) {
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			base := filepath.Join(d, "bcvk")
-			return base, os.MkdirAll(base, 0o700)
+			base, err := privdir.Ensure(d, "bcvk", 0o700)
+			if err != nil {
+				return "", fmt.Errorf("%w; bcvk looked there because of XDG_RUNTIME_DIR: unset it, or as root use sudo -i rather than sudo -E or su without -", err)
+			}
+			return base, nil
 		}
 	}
-	base := filepath.Join(os.TempDir(), fmt.Sprintf("bcvk-%d", os.Getuid()))
-	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return "", err
-	}
-	// In a shared temp dir, trust the directory only if it is ours alone.
-	fi, err := os.Lstat(base)
+	base, err := privdir.Ensure(os.TempDir(), fmt.Sprintf("bcvk-%d", os.Geteuid()), 0o700)
 	if err != nil {
-		return "", err
-	}
-	var stt unix.Stat_t
-	if err := unix.Lstat(base, &stt); err != nil {
-		return "", err
-	}
-	if !fi.IsDir() || int(stt.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is not a private directory owned by you: remove it or set XDG_RUNTIME_DIR", base)
+		return "", fmt.Errorf("%w; or set XDG_RUNTIME_DIR to a private directory of yours", err)
 	}
 	return base, nil
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,19 +60,40 @@ type Verdict struct {
 	Why      string
 }
 
-// Decide compares the file at path with the key.
+// Decide compares the file at path with the key. The key is trusted only
+// on a regular file that only this user can change: another user could
+// have made a file carrying the right key, or changed its contents after.
 func Decide(path string, want Key) (Verdict, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
+	var st unix.Stat_t
+	err := unix.Lstat(path, &st)
+	if errors.Is(err, unix.ENOENT) {
 		return Verdict{Decision: Build}, nil
 	}
 	if err != nil {
-		return Verdict{}, err
+		return Verdict{}, &os.PathError{Op: "lstat", Path: path, Err: err}
 	}
-	if !fi.Mode().IsRegular() {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFLNK:
+		return Verdict{Decision: Foreign, Why: "it is a symbolic link (bcvk does not follow it: it writes disks as regular files of yours)"}, nil
+	default:
 		return Verdict{}, fmt.Errorf("%s exists and is not a regular file: give the path of a disk image file", path)
 	}
-	have, err := readKey(path)
+	if err := privdir.Mine(&st); err != nil {
+		return Verdict{Decision: Foreign, Why: err.Error() + ", so bcvk cannot trust its record of what it was made from"}, nil
+	}
+	// The key is read from the file just checked: O_NOFOLLOW and the same
+	// inode, in case the name changed in between.
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Verdict{Decision: Foreign, Why: "bcvk cannot open it: " + err.Error()}, nil
+	}
+	defer unix.Close(fd)
+	var ost unix.Stat_t
+	if err := unix.Fstat(fd, &ost); err != nil || ost.Dev != st.Dev || ost.Ino != st.Ino {
+		return Verdict{Decision: Foreign, Why: "it changed while bcvk looked at it"}, nil
+	}
+	have, err := readKey(fd)
 	switch {
 	case errors.Is(err, unix.ENODATA):
 		return Verdict{Decision: Foreign, Why: "it was not made by bcvk to-disk"}, nil
@@ -86,9 +108,11 @@ func Decide(path string, want Key) (Verdict, error) {
 	return Verdict{Decision: Regenerate, Why: "changed: " + strings.Join(diff(have, want), ", ")}, nil
 }
 
-func readKey(path string) (Key, error) {
+// readKey reads the key from the open file, so that it comes from the
+// file that was checked.
+func readKey(fd int) (Key, error) {
 	buf := make([]byte, 4096)
-	n, err := unix.Getxattr(path, XattrName, buf)
+	n, err := unix.Fgetxattr(fd, XattrName, buf)
 	if err != nil {
 		return Key{}, err
 	}
@@ -99,9 +123,9 @@ func readKey(path string) (Key, error) {
 	return k, nil
 }
 
-// writeKey records the key on the file.
-func writeKey(path string, k Key) error {
-	return unix.Setxattr(path, XattrName, k.encode(), 0)
+// writeKey records the key on the open file.
+func writeKey(fd int, k Key) error {
+	return unix.Fsetxattr(fd, XattrName, k.encode(), 0)
 }
 
 // diff names the fields that differ, as the user knows them.

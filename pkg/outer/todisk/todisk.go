@@ -1,6 +1,7 @@
 package todisk
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/command"
@@ -188,7 +190,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		return fmt.Errorf("the installer VM did not power off cleanly (exit status %d), so the disk may be incomplete; see `podman logs %s`", code, vm.Name)
 	}
 
-	out := filepath.Join(tmp, work)
+	out := work
 	if format != installFormat(format) {
 		status.Start("Converting to " + format)
 		name := sp.Name + "-convert"
@@ -201,11 +203,11 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		if err := command.Run(ctx, command.Cmd{Argv: argv, NewProcessGroup: true}); err != nil {
 			return fmt.Errorf("converting the disk to %s: %w", format, err)
 		}
-		out = filepath.Join(tmp, final)
+		out = final
 	}
 
 	status.Start("Writing " + o.Disk)
-	if err := finish(out, disk, key); err != nil {
+	if err := finish(tmp, out, disk, key); err != nil {
 		return err
 	}
 	status.End(true)
@@ -250,26 +252,61 @@ func runInstall(ctx context.Context, pc *podman.Client, name, dir string, o Opti
 	return fmt.Errorf("running bootc install to-disk: %w", err)
 }
 
-// finish records the key, flushes the file and renames it into place.
-func finish(from, to string, key Key) error {
-	if err := writeKey(from, key); err != nil {
+// finish records the key on work/name, flushes it and renames it to DISK.
+// The runner container can write in work, so nothing there is followed:
+// the file is opened and renamed relative to directory descriptors, and
+// what lands at DISK must be the regular file that was checked.
+func finish(work, name, disk string, key Key) error {
+	wd, err := unix.Open(work, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: work, Err: err}
+	}
+	defer unix.Close(wd)
+	fd, err := unix.Openat(wd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return fmt.Errorf("the finished disk %s is a symlink, not the file the installer wrote: refusing to move it to %s", filepath.Join(work, name), disk)
+	}
+	if err != nil {
+		return &os.PathError{Op: "open", Path: filepath.Join(work, name), Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("the finished disk %s is not a regular file: refusing to move it to %s", filepath.Join(work, name), disk)
+	}
+	// A disk image needs no exec or set-id bits, and one that others can
+	// write is not reused (Decide).
+	if perm := st.Mode & 0o644; perm != st.Mode&0o7777 {
+		if err := unix.Fchmod(fd, perm); err != nil {
+			return fmt.Errorf("setting the disk's mode: %w", err)
+		}
+	}
+	if err := writeKey(fd, key); err != nil {
 		if errors.Is(err, unix.ENOTSUP) {
-			logrus.Warnf("%s keeps no extended attributes: the disk cannot be reused next time", filepath.Dir(to))
+			logrus.Warnf("%s keeps no extended attributes: the disk cannot be reused next time", filepath.Dir(disk))
 		} else {
 			return fmt.Errorf("recording the cache key on the disk: %w", err)
 		}
 	}
-	f, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
+	if err := unix.Fsync(fd); err != nil {
 		return fmt.Errorf("flushing the disk: %w", err)
 	}
-	if err := os.Rename(from, to); err != nil {
+	dd, err := unix.Open(filepath.Dir(disk), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: filepath.Dir(disk), Err: err}
+	}
+	defer unix.Close(dd)
+	if err := unix.Renameat(wd, name, dd, filepath.Base(disk)); err != nil {
 		return fmt.Errorf("moving the disk into place: %w", err)
+	}
+	// The name could have been swapped between the open and the rename.
+	var got unix.Stat_t
+	if err := unix.Fstatat(dd, filepath.Base(disk), &got, unix.AT_SYMLINK_NOFOLLOW); err != nil || got.Dev != st.Dev || got.Ino != st.Ino {
+		_ = unix.Unlinkat(dd, filepath.Base(disk), 0)
+		return fmt.Errorf("what arrived at %s was not the checked disk (something changed the work directory): it was removed", disk)
 	}
 	return nil
 }
@@ -349,26 +386,51 @@ func human(n int64) string {
 }
 
 // lineTail passes complete lines to emit and keeps the last max of them.
+// ssh's stdout and stderr are copied by two goroutines, so it locks; a line
+// is cut at maxLineBytes, so output without newlines (a progress bar) costs
+// bounded memory and time linear in its size.
 type lineTail struct {
-	max     int
-	emit    func(string)
+	max  int
+	emit func(string)
+
+	mu      sync.Mutex
 	partial []byte
+	cut     bool // the partial line was longer than maxLineBytes
 	last    []string
 }
 
+// maxLineBytes of one line are kept; the rest is dropped.
+const maxLineBytes = 4096
+
 func (t *lineTail) Write(p []byte) (int, error) {
-	t.partial = append(t.partial, p...)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
 	for {
-		i := strings.IndexByte(string(t.partial), '\n')
+		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			return len(p), nil
+			t.add(p)
+			return n, nil
 		}
-		t.line(strings.TrimRight(string(t.partial[:i]), "\r"))
-		t.partial = t.partial[i+1:]
+		t.add(p[:i])
+		t.endLine()
+		p = p[i+1:]
 	}
 }
 
-func (t *lineTail) line(l string) {
+func (t *lineTail) add(b []byte) {
+	if room := maxLineBytes - len(t.partial); len(b) > room {
+		b, t.cut = b[:room], true
+	}
+	t.partial = append(t.partial, b...)
+}
+
+func (t *lineTail) endLine() {
+	l := strings.TrimRight(string(t.partial), "\r")
+	if t.cut {
+		l += " [line cut]"
+	}
+	t.partial, t.cut = t.partial[:0], false
 	t.emit(l)
 	t.last = append(t.last, l)
 	if len(t.last) > t.max {
@@ -377,12 +439,17 @@ func (t *lineTail) line(l string) {
 }
 
 func (t *lineTail) flush() {
-	if len(t.partial) > 0 {
-		t.line(string(t.partial))
-		t.partial = nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.partial) > 0 || t.cut {
+		t.endLine()
 	}
 }
 
-func (t *lineTail) lines() []string { return t.last }
+func (t *lineTail) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.last...)
+}
 
 var _ io.Writer = (*lineTail)(nil)

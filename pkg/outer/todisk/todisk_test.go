@@ -82,11 +82,7 @@ func TestDecide(t *testing.T) {
 	if err := os.WriteFile(p, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeKey(p, key); errors.Is(err, unix.ENOTSUP) {
-		t.Skipf("%s has no user xattrs", dir)
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	setKey(t, p, key)
 	if v, _ := Decide(p, key); v.Decision != Reuse {
 		t.Fatalf("same key: %+v", v)
 	}
@@ -104,6 +100,17 @@ func TestDecide(t *testing.T) {
 	}
 	if _, err := Decide(dir, key); err == nil {
 		t.Fatal("a directory accepted as disk")
+	}
+}
+
+// setKey records key on the file at path as finish does, or skips the test
+// where the file system keeps no user xattrs.
+func setKey(t *testing.T, path string, key Key) {
+	t.Helper()
+	if err := unix.Setxattr(path, XattrName, key.encode(), 0); errors.Is(err, unix.ENOTSUP) {
+		t.Skipf("%s has no user xattrs", filepath.Dir(path))
+	} else if err != nil {
+		t.Fatal(err)
 	}
 }
 
