@@ -14,24 +14,27 @@ import (
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/spec"
 )
 
 // WarmBase is where saved VMs live: $XDG_CACHE_HOME/bcvk/warm, private.
 func WarmBase() (string, error) {
 	dir := os.Getenv("XDG_CACHE_HOME")
-	if dir == "" {
+	if !filepath.IsAbs(dir) { // the XDG spec: a relative path is ignored
 		home, err := os.UserHomeDir()
 		if err != nil {
 			return "", fmt.Errorf("no place for saved VMs: set XDG_CACHE_HOME or HOME: %w", err)
 		}
 		dir = filepath.Join(home, ".cache")
 	}
-	base := filepath.Join(dir, "bcvk", "warm")
-	if err := os.MkdirAll(base, 0o700); err != nil {
-		return "", err
+	// Checked like StateBase: sudo -E keeps the user's HOME and
+	// XDG_CACHE_HOME, and pruneWarm deletes what it finds here.
+	base, err := privdir.Ensure(dir, "bcvk/warm", 0o700)
+	if err != nil {
+		return "", fmt.Errorf("%w; bcvk looked there because of XDG_CACHE_HOME or HOME: set XDG_CACHE_HOME to a directory of yours, or as root use sudo -i rather than sudo -E or su without -", err)
 	}
-	return base, os.Chmod(base, 0o700)
+	return base, nil
 }
 
 // warmKey names a saved VM: everything its state depends on.
@@ -107,6 +110,9 @@ func (w *warmPlan) finish() {
 const maxWarm = 4
 
 func pruneWarm(base string, keep int) {
+	if err := privdir.Owned(base); err != nil {
+		return // not the private directory WarmBase made: remove nothing in it
+	}
 	entries, err := os.ReadDir(base)
 	if err != nil {
 		return
@@ -123,7 +129,9 @@ func pruneWarm(base string, keep int) {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].used.After(all[j].used) })
 	for i := keep; i < len(all); i++ {
-		_ = os.RemoveAll(all[i].path)
+		if err := privdir.Owned(all[i].path); err == nil {
+			_ = os.RemoveAll(all[i].path)
+		}
 	}
 }
 
@@ -137,4 +145,30 @@ func (w *warmPlan) failed(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w\nThe saved VM (%s) was removed: the next --warm run boots and saves afresh", err, w.dir)
+}
+
+// RemoveWarmCache drops every saved VM (`rm-all --warm-cache`) and returns
+// how many there were. Saves still being written (hidden directories) stay
+// with the runs that write them.
+func RemoveWarmCache() (int, error) {
+	base, err := WarmBase()
+	if err != nil {
+		return 0, err
+	}
+	count := func() int {
+		entries, _ := os.ReadDir(base)
+		n := 0
+		for _, e := range entries {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+		return n
+	}
+	before := count()
+	pruneWarm(base, 0)
+	if left := count(); left > 0 {
+		return before - left, fmt.Errorf("%d saved VMs in %s could not be removed", left, base)
+	}
+	return before, nil
 }
