@@ -1,7 +1,6 @@
 package initramfs
 
 import (
-	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
@@ -12,16 +11,30 @@ import (
 	"strings"
 
 	"github.com/bcvk/bcvk/pkg/inner/guestinit"
+	"github.com/bcvk/bcvk/pkg/inner/imagefs"
 )
 
-// Decompressor turns a compressed module file into its plain bytes.
-type Decompressor func(path string) ([]byte, error)
+// Decompressor runs argv (such as "xz -dc") with in, a module opened inside
+// the image, as its standard input, and copies its output to out. It must
+// stop when a write to out fails: that is how the size cap stops a bomb.
+type Decompressor func(argv []string, in *os.File, out io.Writer) error
+
+// Caps on what the image's modules may put into the initramfs. The modules
+// bcvk needs are each well under 1 MiB; a larger one is a mistake or an
+// attack, and the initramfs is held in memory by QEMU and the guest.
+const (
+	maxModule  = 64 << 20
+	maxModules = 256 << 20
+)
 
 // Options for Build.
 type Options struct {
 	// InitBinary is the program that becomes /init (bcvk-inner itself).
 	InitBinary string
-	// ModulesDir is /usr/lib/modules/VERSION of the image (host path).
+	// ImageMount is the host path where the image is mounted. Every path
+	// read from the image is resolved inside it (see package imagefs).
+	ImageMount string
+	// ModulesDir is /usr/lib/modules/VERSION, a path inside the image.
 	ModulesDir string
 	// RootTag is the virtiofs tag of the image root.
 	RootTag string
@@ -36,7 +49,7 @@ type Options struct {
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
 	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts, ImageRoot: o.ImageRoot}
-	res, err := ResolveModules(o.ModulesDir, RootModules)
+	res, err := ResolveModules(o.ImageMount, o.ModulesDir, RootModules)
 	if err != nil {
 		return cfg, err
 	}
@@ -61,10 +74,21 @@ func Build(w io.Writer, o Options) (guestinit.Config, error) {
 			return cfg, err
 		}
 	}
+	var total int64
 	for _, rel := range res.Files {
-		data, err := readModule(filepath.Join(o.ModulesDir, rel), o.Decompress)
+		// depmod writes paths below the modules dir; a ".." or an odd
+		// name only comes from a tampered modules.dep.
+		if !filepath.IsLocal(rel) || !validName(modName(rel)) {
+			return cfg, fmt.Errorf("%s/modules.dep names the module %s, which is not a module file below that directory",
+				imagefs.Quote(o.ModulesDir), imagefs.Quote(rel))
+		}
+		p := path.Join(o.ModulesDir, rel)
+		data, err := readModule(o.ImageMount, p, o.Decompress)
 		if err != nil {
-			return cfg, err
+			return cfg, fmt.Errorf("reading the kernel module %s: %w", imagefs.Quote(p), err)
+		}
+		if total += int64(len(data)); total > maxModules {
+			return cfg, fmt.Errorf("the kernel modules bcvk needs from %s are together %w", imagefs.Quote(o.ModulesDir), &imagefs.TooLargeError{Limit: maxModules})
 		}
 		name := path.Join("modules", modName(rel)+".ko")
 		if err := addDirs(name); err != nil {
@@ -92,22 +116,64 @@ func Build(w io.Writer, o Options) (guestinit.Config, error) {
 	return cfg, c.Close()
 }
 
-func readModule(p string, dec Decompressor) ([]byte, error) {
+// readModule returns the plain content of the module at p inside the image,
+// decompressed with at most maxModule bytes. The decompressor gets the file
+// opened inside the image, never a path to open.
+func readModule(root, p string, dec Decompressor) ([]byte, error) {
+	f, _, err := imagefs.Open(root, p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var b []byte
 	switch {
 	case strings.HasSuffix(p, ".ko"):
-		return os.ReadFile(p)
+		b, err = imagefs.ReadAll(f, maxModule)
 	case strings.HasSuffix(p, ".gz"):
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, err
+		zr, zerr := gzip.NewReader(f)
+		if zerr != nil {
+			return nil, fmt.Errorf("decompressing: %w", zerr)
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		if err != nil {
-			return nil, fmt.Errorf("decompressing %s: %w", p, err)
+		b, err = imagefs.ReadAll(zr, maxModule)
+	case dec != nil && (strings.HasSuffix(p, ".xz") || strings.HasSuffix(p, ".zst")):
+		tool := "xz"
+		if strings.HasSuffix(p, ".zst") {
+			tool = "zstd"
 		}
-		return io.ReadAll(zr)
-	case dec != nil:
-		return dec(p)
+		w := &cappedBuffer{limit: maxModule}
+		if err = dec([]string{tool, "-dc"}, f, w); w.over {
+			err = &imagefs.TooLargeError{Limit: maxModule}
+		}
+		b = w.b
+	default:
+		return nil, fmt.Errorf("cannot decompress it: bcvk reads .ko, .ko.gz, .ko.xz and .ko.zst")
 	}
-	return nil, fmt.Errorf("cannot decompress kernel module %s", p)
+	if err != nil {
+		return nil, fmt.Errorf("decompressing: %w", err)
+	}
+	return b, nil
+}
+
+// cappedBuffer fails the write that would take it past limit.
+type cappedBuffer struct {
+	b     []byte
+	limit int
+	over  bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if len(c.b)+len(p) > c.limit {
+		c.over = true
+		return 0, &imagefs.TooLargeError{Limit: int64(c.limit)}
+	}
+	c.b = append(c.b, p...)
+	return len(p), nil
+}
+
+// validName is what kernel module names are made of; the name becomes a
+// file name in the initramfs and the guest init's config.
+func validName(name string) bool {
+	return name != "" && !strings.ContainsFunc(name, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_')
+	})
 }

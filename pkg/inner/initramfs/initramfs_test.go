@@ -3,6 +3,7 @@ package initramfs
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,7 @@ func modTree(t *testing.T) string {
 }
 
 func TestResolveModules(t *testing.T) {
-	res, err := ResolveModules(modTree(t), append(RootModules, "nosuch"))
+	res, err := ResolveModules(modTree(t), "/", append(RootModules, "nosuch"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +65,11 @@ func TestBuildIsAValidCPIO(t *testing.T) {
 	}
 	var buf bytes.Buffer
 	cfg, err := Build(&buf, Options{
-		InitBinary: initBin, ModulesDir: modTree(t), RootTag: "rootfs",
-		Decompress: func(p string) ([]byte, error) { return []byte("PLAIN"), nil },
+		InitBinary: initBin, ImageMount: modTree(t), ModulesDir: "/", RootTag: "rootfs",
+		Decompress: func(argv []string, in *os.File, out io.Writer) error {
+			_, err := out.Write([]byte("PLAIN"))
+			return err
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

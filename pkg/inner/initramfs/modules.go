@@ -1,11 +1,13 @@
 package initramfs
 
 import (
-	"bufio"
-	"fmt"
-	"os"
+	"errors"
+	"io/fs"
+	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/bcvk/bcvk/pkg/inner/imagefs"
 )
 
 // RootModules are the modules, by name, that a virtiofs root with an overlay
@@ -28,14 +30,20 @@ type Resolution struct {
 	Missing []string
 }
 
-// ResolveModules reads modules.dep and modules.builtin in dir and returns the
-// files to load, dependencies first.
-func ResolveModules(dir string, want []string) (Resolution, error) {
-	deps, err := readDep(filepath.Join(dir, "modules.dep"))
+// maxIndex caps modules.dep and modules.builtin. A full Fedora kernel's
+// modules.dep is under 1 MiB; an image could otherwise make bcvk-inner read
+// a file of any size into memory.
+const maxIndex = 8 << 20
+
+// ResolveModules reads modules.dep and modules.builtin in dir, a directory
+// inside the image mounted at root, and returns the files to load,
+// dependencies first.
+func ResolveModules(root, dir string, want []string) (Resolution, error) {
+	deps, err := readDep(root, path.Join(dir, "modules.dep"))
 	if err != nil {
 		return Resolution{}, err
 	}
-	builtin, err := readBuiltin(filepath.Join(dir, "modules.builtin"))
+	builtin, err := readBuiltin(root, path.Join(dir, "modules.builtin"))
 	if err != nil {
 		return Resolution{}, err
 	}
@@ -72,41 +80,36 @@ func ResolveModules(dir string, want []string) (Resolution, error) {
 	return res, nil
 }
 
-func readDep(path string) (map[string][]string, error) {
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return map[string][]string{}, nil
+// readIndex reads one of depmod's files; the kernel may have none.
+func readIndex(root, name string) (string, error) {
+	b, err := imagefs.ReadFile(root, name, maxIndex)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
 	}
+	return string(b), err
+}
+
+func readDep(root, name string) (map[string][]string, error) {
+	text, err := readIndex(root, name)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	out := map[string][]string{}
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		file, rest, ok := strings.Cut(s.Text(), ":")
-		if !ok {
-			continue
+	for _, l := range strings.Split(text, "\n") {
+		if file, rest, ok := strings.Cut(l, ":"); ok {
+			out[strings.TrimSpace(file)] = strings.Fields(rest)
 		}
-		out[strings.TrimSpace(file)] = strings.Fields(rest)
-	}
-	if err := s.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	return out, nil
 }
 
-func readBuiltin(path string) (map[string]bool, error) {
-	out := map[string]bool{}
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return out, nil
-	}
+func readBuiltin(root, name string) (map[string]bool, error) {
+	text, err := readIndex(root, name)
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	out := map[string]bool{}
+	for _, l := range strings.Split(text, "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			out[modName(l)] = true
 		}

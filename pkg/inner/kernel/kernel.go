@@ -4,20 +4,30 @@ package kernel
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/bcvk/bcvk/pkg/inner/imagefs"
 )
 
 // Kernel is what direct kernel boot needs from the image.
 type Kernel struct {
 	Version string // the directory name under /usr/lib/modules
-	Image   string // path of the kernel image (vmlinuz)
-	// Initramfs is the image's own initramfs, if it has one. bcvk boots with
-	// an initramfs of its own, so this is informational.
+	// Image is the host path of the kernel image (vmlinuz): a non-empty
+	// regular file, every component of it resolved inside Root, since QEMU
+	// opens it by this path.
+	Image string
+	// Initramfs is the image's own initramfs, if it has one (a host path,
+	// resolved like Image). bcvk boots with an initramfs of its own, so
+	// this is informational.
 	Initramfs string
-	// ModulesDir is /usr/lib/modules/VERSION inside the image.
+	// Root is the host path where the image is mounted.
+	Root string
+	// ModulesDir is /usr/lib/modules/VERSION, a path inside the image: its
+	// files must be read through package imagefs, relative to Root.
 	ModulesDir string
 }
 
@@ -34,36 +44,41 @@ func (e *NotFoundError) Error() string {
 }
 
 // Find looks in the image mounted at root for exactly one kernel. UKIs are
-// recognized and refused with a clear message.
+// recognized and refused with a clear message. Every path is resolved
+// inside root (see package imagefs), so the kernel found is the image's.
 func Find(root string) (Kernel, error) {
-	modules := "/usr/lib/modules"
+	const modules = "/usr/lib/modules"
 	checked := []string{modules + "/*/vmlinuz"}
-	entries, err := os.ReadDir(filepath.Join(root, modules))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	entries, err := imagefs.ReadDir(root, modules)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Kernel{}, fmt.Errorf("reading %s in the image: %w", modules, err)
 	}
 	var found []Kernel
-	var ukis []string
+	var ukis, refused []string
 	for _, e := range entries {
-		dir := filepath.Join(modules, e.Name())
-		if !isDir(filepath.Join(root, dir)) {
+		dir := path.Join(modules, e.Name())
+		if fi, _, err := imagefs.Stat(root, dir); err != nil || !fi.IsDir() {
 			continue
 		}
-		if vmlinuz := Resolve(root, filepath.Join(dir, "vmlinuz")); isNonEmptyFile(vmlinuz) {
-			k := Kernel{Version: e.Name(), Image: vmlinuz, ModulesDir: filepath.Join(root, dir)}
-			if p := Resolve(root, filepath.Join(dir, "initramfs.img")); isNonEmptyFile(p) {
+		vmlinuz, err := file(root, path.Join(dir, "vmlinuz"))
+		switch {
+		case err == nil && imagefs.Quote(e.Name()) != e.Name():
+			// The version ends up in messages and the warm-state metadata.
+			refused = append(refused, fmt.Sprintf("%s (not a kernel version name)", imagefs.Quote(dir)))
+		case err == nil:
+			k := Kernel{Version: e.Name(), Image: vmlinuz, Root: root, ModulesDir: dir}
+			if p, err := file(root, path.Join(dir, "initramfs.img")); err == nil {
 				k.Initramfs = p
 			}
 			found = append(found, k)
+		case !errors.Is(err, fs.ErrNotExist):
+			refused = append(refused, err.Error())
 		}
-		if m, _ := filepath.Glob(filepath.Join(root, dir, "*.efi")); len(m) > 0 {
-			ukis = append(ukis, strip(root, m)...)
-		}
+		ukis = append(ukis, glob(root, dir, "*.efi")...)
 	}
 	checked = append(checked, modules+"/*/*.efi", "/boot/EFI/Linux/*.efi")
-	if m, _ := filepath.Glob(filepath.Join(root, "boot/EFI/Linux/*.efi")); len(m) > 0 {
-		ukis = append(ukis, strip(root, m)...)
-	}
+	ukis = append(ukis, glob(root, "/boot/EFI/Linux", "*.efi")...)
+	var reason string
 	switch {
 	case len(found) == 1:
 		return found[0], nil
@@ -73,55 +88,59 @@ func Find(root string) (Kernel, error) {
 			vs = append(vs, k.Version)
 		}
 		sort.Strings(vs)
-		return Kernel{}, &NotFoundError{Root: root, Checked: checked,
-			Reason: fmt.Sprintf("found %d kernels (%s) but need exactly one", len(found), strings.Join(vs, ", "))}
+		reason = fmt.Sprintf("found %d kernels (%s) but need exactly one", len(found), list(vs))
 	case len(ukis) > 0:
-		return Kernel{}, &NotFoundError{Root: root, Checked: checked,
-			Reason: fmt.Sprintf("found only unified kernel images (%s), which bcvk does not boot yet", strings.Join(ukis, ", "))}
+		reason = fmt.Sprintf("found only unified kernel images (%s), which bcvk does not boot yet", list(ukis))
+	default:
+		checked = append(checked, "/boot/vmlinuz*")
+		reason = "found none"
+		if m := glob(root, "/boot", "vmlinuz*"); len(m) > 0 {
+			reason = fmt.Sprintf("found only %s, outside /usr/lib/modules; a bootc image keeps its kernel at /usr/lib/modules/VERSION/vmlinuz", list(m))
+		}
 	}
-	checked = append(checked, "/boot/vmlinuz*")
-	reason := "found none"
-	if m, _ := filepath.Glob(filepath.Join(root, "boot/vmlinuz*")); len(m) > 0 {
-		reason = fmt.Sprintf("found only %s, outside /usr/lib/modules; a bootc image keeps its kernel at /usr/lib/modules/VERSION/vmlinuz", strings.Join(strip(root, m), ", "))
+	if len(refused) > 0 {
+		reason += "; refused " + list(refused)
 	}
 	return Kernel{}, &NotFoundError{Root: root, Checked: checked, Reason: reason}
 }
 
-// Resolve returns the host path of rel inside the tree at root, following a
-// symlink in the last component as the guest would see it: absolute targets
-// are taken relative to root, never to the container's own file system.
-func Resolve(root, rel string) string {
-	p := filepath.Clean("/" + rel)
-	for range 40 {
-		target, err := os.Readlink(filepath.Join(root, p))
-		if err != nil {
-			break
-		}
-		if filepath.IsAbs(target) {
-			p = filepath.Clean(target)
-		} else {
-			p = filepath.Clean(filepath.Join(filepath.Dir(p), target))
-		}
+// file returns the host path of name if it resolves inside root to a
+// non-empty regular file.
+func file(root, name string) (string, error) {
+	f, p, err := imagefs.Open(root, name)
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(root, p)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("checking %s in the image: %w", imagefs.Quote(name), err)
+	}
+	if fi.Size() == 0 {
+		return "", fmt.Errorf("checking %s in the image: it is empty", imagefs.Quote(name))
+	}
+	return filepath.Join(root, p), nil
 }
 
-func strip(root string, paths []string) []string {
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		out[i] = "/" + strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
+// glob returns the image paths of the entries of dir that match pattern,
+// quoted for messages; a missing dir has none.
+func glob(root, dir, pattern string) []string {
+	entries, _ := imagefs.ReadDir(root, dir)
+	var out []string
+	for _, e := range entries {
+		if ok, _ := path.Match(pattern, e.Name()); ok {
+			out = append(out, imagefs.Quote(path.Join(dir, e.Name())))
+		}
 	}
 	return out
 }
 
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
-// isNonEmptyFile follows symlinks; a link out of the image root resolves
-// inside the container, which is why bcvk-inner checks the size too.
-func isNonEmptyFile(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0
+// list joins names for a message, at most a few of them: an image can hold
+// any number, and the message must stay readable.
+func list(names []string) string {
+	const most = 5
+	if len(names) > most {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
+	}
+	return strings.Join(names, ", ")
 }
