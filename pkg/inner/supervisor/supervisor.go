@@ -53,12 +53,16 @@ const (
 	sshProbeMaxShort      = 120 // silent network probes before probing sshd anyway
 	sshBannerTimeout      = 15 * time.Second
 	kvmStatusInterval     = 50 * time.Millisecond
-	qmpTimeout            = 2 * time.Second
-	powerdownRepeat       = 3 * time.Second
-	helperStopTimeout     = 2 * time.Second
-	helperExitGrace       = 2 * time.Second // see helperDied
-	earlyCrashRestarts    = 2               // see crashedEarly
-	rootTag               = "rootfs"
+	// A silent KVM guest is judged by its instruction pointers, sampled
+	// this often over about a second.
+	kvmProgressSamples  = 5
+	kvmProgressInterval = 250 * time.Millisecond
+	qmpTimeout          = 2 * time.Second
+	powerdownRepeat     = 3 * time.Second
+	helperStopTimeout   = 2 * time.Second
+	helperExitGrace     = 2 * time.Second // see helperDied
+	earlyCrashRestarts  = 2               // see crashedEarly
+	rootTag             = "rootfs"
 )
 
 // Options are the paths and programs; tests and direct runs may change them.
@@ -248,7 +252,7 @@ func (s *supervisor) run(args []string) (int, error) {
 		cfg.SMBIOSCredentials = warm.SMBIOSCredentials
 		cfg.Incoming = true
 	}
-	consoleLog, err := os.OpenFile(filepath.Join(logDir, spec.ConsoleFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	consoleLog, err := console.OpenLog(filepath.Join(logDir, spec.ConsoleFile), console.DefaultLogMax)
 	if err != nil {
 		return ExitSetup, err
 	}
@@ -263,9 +267,7 @@ func (s *supervisor) run(args []string) (int, error) {
 	// A later start begins a fresh console log and its own virtiofsd.
 	boot := func(cfg qemu.Config, vp *proc.Proc) (*vm, error) {
 		if vp == nil {
-			if _, err := consoleLog.Seek(0, io.SeekStart); err == nil {
-				_ = consoleLog.Truncate(0)
-			}
+			_ = consoleLog.Reset()
 		}
 		s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, k.Version, cfg.Accel, s.sp.MemoryMiB, s.sp.VCPUs))
 		return s.start(cfg, consoleLog, vp)
@@ -277,10 +279,16 @@ func (s *supervisor) run(args []string) (int, error) {
 		return ExitSetup, err
 	}
 	if probe {
-		if ok, why := vm.waitFirstOutput(time.Duration(s.sp.AccelProbeTimeout)); !ok {
-			msg := "KVM does not work here (" + why + "; nested KVM fails like this): booting again with TCG software emulation, which is slower"
-			logrus.Warn(msg)
-			s.ev.Warn(events.CodeKVMUnusable, msg)
+		if ok, why, broken := vm.waitFirstOutput(time.Duration(s.sp.AccelProbeTimeout)); !ok {
+			if broken {
+				msg := "KVM does not work here (" + why + "; nested KVM fails like this): booting again with TCG software emulation, which is slower"
+				logrus.Warn(msg)
+				s.ev.Warn(events.CodeKVMUnusable, msg) // the host remembers this
+			} else {
+				msg := "KVM boot unclear (" + why + "): booting this VM again with TCG software emulation"
+				logrus.Warn(msg)
+				s.ev.Emit(events.PhaseWarning, msg)
+			}
 			vm.kill()
 			cfg.Accel = spec.AccelTCG
 			if vm, err = boot(cfg, nil); err != nil {
@@ -450,6 +458,11 @@ func WriteInitramfs(imageRoot, out string) error {
 	if err != nil {
 		return err
 	}
+	// Scripts take this line as a path, so it is printed raw: refuse one
+	// that the image's symlinks filled with control characters.
+	if q := fmt.Sprintf("%q", k.Image); q != `"`+k.Image+`"` {
+		return fmt.Errorf("the kernel path %s holds characters that bcvk does not print", q)
+	}
 	fmt.Println(k.Image)
 	return s.buildInitramfs(k, out)
 }
@@ -469,7 +482,7 @@ func (s *supervisor) buildInitramfs(k kernel.Kernel, path string) error {
 		mounts = append(mounts, guestinit.Mount{Tag: spec.BindTag(i), Path: b.GuestPath, ReadOnly: b.ReadOnly})
 	}
 	cfg, err := initramfs.Build(f, initramfs.Options{
-		InitBinary: self, ModulesDir: k.ModulesDir, RootTag: rootTag,
+		InitBinary: self, ImageMount: k.Root, ModulesDir: k.ModulesDir, RootTag: rootTag,
 		Decompress: s.decompress, Mounts: mounts, ImageRoot: spec.GuestImageRoot,
 	})
 	if err != nil {
@@ -479,21 +492,45 @@ func (s *supervisor) buildInitramfs(k kernel.Kernel, path string) error {
 	return f.Close()
 }
 
-func (s *supervisor) decompress(path string) ([]byte, error) {
-	var tool string
-	switch {
-	case strings.HasSuffix(path, ".xz"):
-		tool = "xz"
-	case strings.HasSuffix(path, ".zst"):
-		tool = "zstd"
-	default:
-		return nil, fmt.Errorf("unknown compression of kernel module %s", path)
+// decompress runs argv (xz or zstd) as a filter from in to out. The module
+// comes in already opened inside the image root, so the tool never opens a
+// path that the image chose. out refuses writes past the size cap: then we
+// stop reading, and the tool dies of SIGPIPE, or of our SIGKILL.
+func (s *supervisor) decompress(argv []string, in *os.File, out io.Writer) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
 	}
-	var out strings.Builder
-	if err := s.table.Run(context.Background(), &out, tool, "-dc", path); err != nil {
-		return nil, err
+	er, ew, err := os.Pipe()
+	if err != nil {
+		r.Close()
+		w.Close()
+		return err
 	}
-	return []byte(out.String()), nil
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, w, ew
+	p, err := s.table.Start(argv[0], cmd)
+	w.Close()
+	ew.Close()
+	if err != nil {
+		r.Close()
+		er.Close()
+		return err
+	}
+	go p.CaptureOutput(er, io.Discard)
+	_, copyErr := io.Copy(out, r)
+	r.Close()
+	if copyErr != nil {
+		p.Signal(unix.SIGKILL)
+	}
+	<-p.Done()
+	if copyErr != nil {
+		return copyErr
+	}
+	if ws := p.Status(); !ws.Exited() || ws.ExitStatus() != 0 {
+		return fmt.Errorf("%s %s%s", strings.Join(argv, " "), p.ExitDescription(), p.Output())
+	}
+	return nil
 }
 
 // vm is one running QEMU with its virtiofsd.
@@ -608,10 +645,15 @@ func (s *supervisor) onConsoleLine(l string) {
 		}
 		s.mu.Unlock()
 	case strings.Contains(l, guestinit.Marker+guestinit.HandoverMessage):
+		// Once: the guest may print the line as often as it likes, and
+		// every event is a line in the host's events file.
 		s.mu.Lock()
+		first := !s.handedOver
 		s.handedOver = true
 		s.mu.Unlock()
-		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+		if first {
+			s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+		}
 	case strings.Contains(l, "reboot: Restarting system"):
 		// -no-reboot turns the reset into QEMU's exit.
 		s.mu.Lock()
@@ -620,10 +662,13 @@ func (s *supervisor) onConsoleLine(l string) {
 	}
 }
 
-// waitFirstOutput watches a KVM boot: it succeeds when the guest prints
-// anything, and fails when QEMU exits, when QEMU reports that KVM could not
-// run the guest (nested KVM fails this way, at once), or when d passes.
-func (v *vm) waitFirstOutput(d time.Duration) (bool, string) {
+// waitFirstOutput watches a KVM boot. It succeeds when the guest prints
+// anything, or when the guest is silent but its vCPUs run (a quiet guest or
+// a loaded host). It fails when QEMU exits, when QEMU reports that KVM could
+// not run the guest, or when the vCPUs made no progress within d: then
+// broken says KVM itself failed, which the host remembers for later VMs. A
+// failure that proves nothing about KVM falls back for this VM only.
+func (v *vm) waitFirstOutput(d time.Duration) (ok bool, why string, broken bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	tick := time.NewTicker(kvmStatusInterval)
@@ -631,20 +676,59 @@ func (v *vm) waitFirstOutput(d time.Duration) (bool, string) {
 	for {
 		select {
 		case <-v.firstOutput:
-			return true, ""
+			return true, "", false
 		case <-v.qemu.Done():
-			return false, "QEMU " + v.qemu.ExitDescription()
+			return false, "QEMU " + v.qemu.ExitDescription(), true
 		case <-t.C:
-			return false, fmt.Sprintf("the guest printed nothing within %s", d)
+			progress, err := v.sampleVCPUs()
+			switch {
+			case progress:
+				logrus.Infof("the guest printed nothing within %s, but its vCPUs run: staying with KVM", d)
+				return true, "", false
+			case err != nil:
+				return false, fmt.Sprintf("the guest printed nothing within %s and its vCPUs could not be read (%v)", d, err), false
+			}
+			return false, fmt.Sprintf("the guest printed nothing within %s and its vCPUs made no progress", d), true
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
 			st, err := qemu.Status(ctx, v.qmpSocket)
 			cancel()
 			if err == nil && (st == "internal-error" || st == "guest-panicked") {
-				return false, "QEMU reports " + st
+				return false, "QEMU reports " + st, true
 			}
 		}
 	}
+}
+
+// sampleVCPUs reads the vCPUs' instruction pointers a few times and says
+// whether any moved; err is the last read's error when no read succeeded.
+func (v *vm) sampleVCPUs() (bool, error) {
+	var samples [][]uint64
+	var lastErr error
+	for i := 0; i < kvmProgressSamples; i++ {
+		if i > 0 {
+			select {
+			case <-v.qemu.Done():
+				return false, errors.New("QEMU " + v.qemu.ExitDescription())
+			case <-time.After(kvmProgressInterval):
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), qmpTimeout)
+		rips, err := qemu.InstructionPointers(ctx, v.qmpSocket)
+		cancel()
+		if err != nil || len(rips) == 0 {
+			lastErr = err
+			continue
+		}
+		samples = append(samples, rips)
+	}
+	if len(samples) < 2 {
+		if lastErr == nil {
+			lastErr = errors.New("no registers in QEMU's answer")
+		}
+		return false, lastErr
+	}
+	return qemu.VCPUsProgress(samples), nil
 }
 
 // startProbe watches v for SSH until the returned function is called.

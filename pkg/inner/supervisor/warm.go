@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/inner/qemu"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/sshclient"
+	"github.com/bcvk/bcvk/pkg/sshkey"
 	"github.com/sirupsen/logrus"
 )
 
@@ -50,22 +52,47 @@ func (s *supervisor) doSaveWarm(ctx context.Context, v *vm) error {
 	ctx, cancel := context.WithTimeout(ctx, warmSaveTimeout)
 	defer cancel()
 	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
+	// The saved guest must accept no key that a user ever had: every clone
+	// would open to it until its own key is swapped in. It gets a key made
+	// for the save, kept only in the warm directory; this VM gets its own
+	// key back once the state is written.
+	restoreKey, err := sshkey.Generate("bcvk-warm-restore")
+	if err != nil {
+		return err
+	}
+	savedKey := filepath.Join(s.o.WarmDir, spec.WarmKeyFile)
+	_ = os.Remove(savedKey)
+	_ = os.Remove(savedKey + ".pub")
+	if err := restoreKey.Write(savedKey); err != nil {
+		return err
+	}
 	// Keep root's user manager running in the snapshot, so that the first
 	// login after a restore does not wait for it (seconds under TCG). With
 	// user@0 masked (--fast) this does nothing.
-	_ = s.guestSSH(ctx, key, "sh", "-c", "loginctl enable-linger root; systemctl start user@0.service 2>/dev/null; true")
-	if err := qemu.SaveState(ctx, v.qmpSocket, filepath.Join(s.o.WarmDir, spec.WarmStateFile)); err != nil {
-		return err
+	if err := s.guestSSH(ctx, key, "sh", "-c", "loginctl enable-linger root; systemctl start user@0.service 2>/dev/null; "+
+		authorizeOnly(restoreKey.Public)); err != nil {
+		return fmt.Errorf("giving the guest the restore key: %w", err)
+	}
+	saveErr := qemu.SaveState(ctx, v.qmpSocket, filepath.Join(s.o.WarmDir, spec.WarmStateFile))
+	if err := s.guestSSH(ctx, savedKey, "sh", "-c", authorizeOnly(s.sp.SSHAuthorizedKey)); err != nil {
+		return errors.Join(saveErr, fmt.Errorf("giving the guest its key back after the save: %w", err))
+	}
+	if saveErr != nil {
+		return saveErr
 	}
 	if err := copyFile(s.finalCfg.Initramfs, filepath.Join(s.o.WarmDir, spec.WarmInitramfsFile), 0o644); err != nil {
-		return err
-	}
-	if err := copyFile(key, filepath.Join(s.o.WarmDir, spec.WarmKeyFile), 0o600); err != nil {
 		return err
 	}
 	return spec.WarmMeta{
 		Accel: s.finalCfg.Accel, SMBIOSCredentials: s.finalCfg.SMBIOSCredentials, KernelVersion: s.kernelVersion,
 	}.Write(s.o.WarmDir)
+}
+
+// authorizeOnly is a guest shell command that makes pubkey root's only
+// authorized key.
+func authorizeOnly(pubkey string) string {
+	return fmt.Sprintf("umask 077 && mkdir -p /root/.ssh && printf '%%s\\n' %s > /root/.ssh/authorized_keys.bcvk && mv -f /root/.ssh/authorized_keys.bcvk /root/.ssh/authorized_keys",
+		sshclient.Quote(strings.TrimSpace(pubkey)))
 }
 
 // restoreWarm loads the saved state into the waiting QEMU, then swaps the
@@ -83,8 +110,7 @@ func (s *supervisor) restoreWarm(ctx context.Context, v *vm) error {
 	}
 	s.ev.Emit(events.PhaseBooting, fmt.Sprintf("restored the saved VM in %.1fs", time.Since(start).Seconds()))
 	savedKey := filepath.Join(s.o.WarmDir, spec.WarmKeyFile)
-	script := fmt.Sprintf("umask 077 && printf '%%s\\n' %s > /root/.ssh/authorized_keys && date -s @%d >/dev/null",
-		sshclient.Quote(strings.TrimSpace(s.sp.SSHAuthorizedKey)), time.Now().Unix())
+	script := fmt.Sprintf("%s && date -s @%d >/dev/null", authorizeOnly(s.sp.SSHAuthorizedKey), time.Now().Unix())
 	lctx, lcancel := context.WithTimeout(ctx, warmLoginTimeout)
 	defer lcancel()
 	for {
