@@ -8,10 +8,16 @@ const (
 	LabelImage     = "bcvk.image"     // the bootc image reference
 	LabelName      = "bcvk.name"      // the VM name
 	LabelStateDir  = "bcvk.state-dir" // host directory with key, events and console
-	// LabelOwner is "PID@BOOT-ID" of the bcvk process that removes the
-	// container when it ends (run-ssh, to-disk); a container whose owner is
-	// gone was left by a killed bcvk, and the next bcvk removes it.
+	// LabelOwner is "PID@BOOT-ID@START-TIME@PID-NAMESPACE" of the bcvk
+	// process that removes the container when it ends (run-ssh, to-disk); a
+	// container whose owner provably died was left by a killed bcvk, and the
+	// next bcvk removes it.
 	LabelOwner = "bcvk.owner"
+	// LabelRunnerID is the runner image's ID. An image cannot carry its own
+	// ID among its labels (the ID is a hash over them), so this label equal
+	// to the container's image ID shows that bcvk set the labels, not the
+	// image.
+	LabelRunnerID = "bcvk.runner-id"
 	// BootcLabel marks bootc images.
 	BootcLabel = "containers.bootc"
 )

@@ -3,10 +3,14 @@
 package ephemeral
 
 import (
+	"errors"
+	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/spec"
 )
 
@@ -16,7 +20,11 @@ type ContainerConfig struct {
 	Image       string // the user's reference, for the label
 	ImageID     string // what is mounted: an ID cannot change under us
 	RunnerImage string
-	StateDir    string
+	// RunnerImageID is the runner image's ID, for the bcvk.runner-id label.
+	RunnerImageID string
+	StateDir      string
+	// MemoryMiB is the guest's memory; the container's limit is derived.
+	MemoryMiB   int
 	Version     string
 	KVM         bool // pass /dev/kvm
 	NoFile      uint64
@@ -27,7 +35,7 @@ type ContainerConfig struct {
 	Binds       []spec.Bind
 	// DisksDir is a host directory for the VM's disk images (to-disk).
 	DisksDir string
-	// Owner is the bcvk.owner label: PID@BOOT-ID, or empty.
+	// Owner is the bcvk.owner label (see ownerOf), or empty.
 	Owner string
 	// Warm is the saved-VM directory to mount, if any.
 	Warm *warmPlan
@@ -38,8 +46,54 @@ type ContainerConfig struct {
 	NoNetwork bool
 }
 
-// PodmanRunArgs returns the `podman run` argument list (without "podman").
-func PodmanRunArgs(c ContainerConfig) []string {
+// Limits of the runner container, so that a runaway guest, QEMU or
+// virtiofsd cannot take the host down with it.
+const (
+	// runTmpfsMiB bounds /run, which holds the boot initramfs bcvk-inner
+	// builds (its own binary and a few kernel modules: about 5 MiB) and
+	// the sockets of QEMU and virtiofsd.
+	runTmpfsMiB = 128
+	// pidsLimit bounds processes and threads: QEMU needs one thread per
+	// vCPU (at most 255) and a worker pool of up to 64, virtiofsd a few per
+	// share, and every SSH session (`podman exec`) a handful more.
+	pidsLimit = 4096
+	// minOverheadMiB is the least room for everything but the guest's RAM:
+	// QEMU (its TCG translation cache alone is 256 MiB; a 2 GiB guest
+	// peaked at about 600 MiB in all), virtiofsd (about 64 MiB),
+	// bcvk-inner and SSH sessions.
+	minOverheadMiB = 1024
+)
+
+// ContainerMemoryMiB is the runner container's memory limit for a guest
+// with guestMiB: the guest's RAM is a memfd that the container's cgroup
+// pays for, and the rest of QEMU grows with it (page tables, device
+// state). The /run tmpfs counts too.
+func ContainerMemoryMiB(guestMiB int) int {
+	return guestMiB + max(minOverheadMiB, guestMiB/4) + runTmpfsMiB
+}
+
+// PodmanRunArgs returns the `podman run` argument list (without "podman"),
+// or an error when a value cannot be passed to podman safely.
+func PodmanRunArgs(c ContainerConfig) ([]string, error) {
+	// The runner image is the one positional argument after the options: a
+	// reference beginning with "-" would be read as an option.
+	if c.RunnerImage == "" || strings.HasPrefix(c.RunnerImage, "-") {
+		return nil, fmt.Errorf("runner image %q: give an image reference (it cannot begin with \"-\")", c.RunnerImage)
+	}
+	errs := []error{podman.CheckMountPath("the VM state directory", c.StateDir)}
+	for _, b := range c.Binds {
+		errs = append(errs, podman.CheckMountPath("bind source", b.Host))
+	}
+	if c.DisksDir != "" {
+		errs = append(errs, podman.CheckMountPath("the disk work directory", c.DisksDir))
+	}
+	if c.Warm != nil {
+		errs = append(errs, podman.CheckMountPath("the saved-VM directory", c.Warm.dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
 	a := []string{"run", "--detach"}
 	if c.Remove {
 		a = append(a, "--rm")
@@ -51,6 +105,7 @@ func PodmanRunArgs(c ContainerConfig) []string {
 		"--label", spec.LabelImage+"="+c.Image,
 		"--label", spec.LabelVersion+"="+c.Version,
 		"--label", spec.LabelStateDir+"="+c.StateDir,
+		"--label", spec.LabelRunnerID+"="+c.RunnerImageID,
 	)
 	if c.Owner != "" {
 		a = append(a, "--label", spec.LabelOwner+"="+c.Owner)
@@ -60,28 +115,27 @@ func PodmanRunArgs(c ContainerConfig) []string {
 	}
 	a = append(a,
 		"--pull=never",
-		"--mount", "type=image,source="+c.ImageID+",destination="+spec.ImageRoot,
-		"--mount", "type=bind,source="+c.StateDir+",destination="+spec.StateDir,
+		"--mount", podman.MountArg("type=image", "source="+c.ImageID, "destination="+spec.ImageRoot),
+		"--mount", bindMount(c.StateDir, spec.StateDir, false),
 	)
 	for i, b := range c.Binds {
-		m := "type=bind,source=" + b.Host + ",destination=" + spec.BindSource(i)
-		if b.ReadOnly {
-			m += ",ro=true"
-		}
-		a = append(a, "--mount", m)
+		a = append(a, "--mount", bindMount(b.Host, spec.BindSource(i), b.ReadOnly))
 	}
 	if c.DisksDir != "" {
-		a = append(a, "--mount", "type=bind,source="+c.DisksDir+",destination="+spec.DisksDir)
+		a = append(a, "--mount", bindMount(c.DisksDir, spec.DisksDir, false))
 	}
 	if c.Warm != nil {
-		m := "type=bind,source=" + c.Warm.dir + ",destination=" + spec.WarmDir
-		if c.Warm.readOnly {
-			m += ",ro=true"
-		}
-		a = append(a, "--mount", m)
+		a = append(a, "--mount", bindMount(c.Warm.dir, spec.WarmDir, c.Warm.readOnly))
+	}
+	if c.MemoryMiB > 0 {
+		// Swap as large as memory: no swap, so a guest that outgrows its
+		// limit is stopped rather than slowing the host down.
+		mem := strconv.Itoa(ContainerMemoryMiB(c.MemoryMiB)) + "m"
+		a = append(a, "--memory", mem, "--memory-swap", mem)
 	}
 	a = append(a,
-		"--tmpfs", "/run:rw,mode=0755",
+		"--pids-limit", strconv.Itoa(pidsLimit),
+		"--tmpfs", "/run:rw,mode=0755,size="+strconv.Itoa(runTmpfsMiB)+"m",
 		// virtiofsd holds a descriptor per open guest file: podman's default
 		// of 1024 freezes the guest's boot. Values the host allows us.
 		"--ulimit", "nofile="+strconv.FormatUint(c.NoFile, 10)+":"+strconv.FormatUint(c.NoFile, 10),
@@ -94,8 +148,9 @@ func PodmanRunArgs(c ContainerConfig) []string {
 		// (virtiofsd serves files as the guest's users), SETUID/SETGID
 		// (virtiofsd switches credentials per request), SETPCAP (virtiofsd
 		// drops what it does not need) and SETFCAP (file capabilities on
-		// shares). These three it never uses:
-		"--cap-drop", "KILL,NET_BIND_SERVICE,SYS_CHROOT",
+		// shares), and SYS_CHROOT (each virtiofsd chroots into its share).
+		// These two it never uses:
+		"--cap-drop", "KILL,NET_BIND_SERVICE",
 		"--stop-timeout", strconv.Itoa(c.StopTimeout),
 	)
 	if c.KVM {
@@ -104,7 +159,15 @@ func PodmanRunArgs(c ContainerConfig) []string {
 	if c.NoNetwork {
 		a = append(a, "--network", "none")
 	}
-	return append(a, c.RunnerImage)
+	return append(a, c.RunnerImage), nil
+}
+
+func bindMount(host, dest string, readOnly bool) string {
+	f := []string{"type=bind", "source=" + host, "destination=" + dest}
+	if readOnly {
+		f = append(f, "ro=true")
+	}
+	return podman.MountArg(f...)
 }
 
 // ExecSSHArgs returns the `podman exec` argument list that runs ssh in the

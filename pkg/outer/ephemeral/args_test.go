@@ -2,21 +2,27 @@ package ephemeral
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/bcvk/bcvk/pkg/spec"
 )
 
 func TestPodmanRunArgs(t *testing.T) {
-	got := PodmanRunArgs(ContainerConfig{
+	got, err := PodmanRunArgs(ContainerConfig{
 		Name: "vm1", Image: "localhost/img:1", ImageID: "abc123", RunnerImage: "localhost/bcvk-runner:0.1.0",
+		RunnerImageID: "def456", MemoryMiB: 2048,
 		StateDir: "/run/user/0/bcvk/vm1-x", Version: "0.1.0", KVM: true, NoFile: 20000, NProc: 4096,
-		StopTimeout: 30, Labels: map[string]string{"b": "2", "a": "1"}, Owner: "42@boot@7",
+		StopTimeout: 30, Labels: map[string]string{"b": "2", "a": "1"}, Owner: "42@boot@7@4026531836",
 		Binds: []spec.Bind{{Host: "/srv/rw", GuestPath: "/mnt/rw"}, {Host: "/srv/ro", GuestPath: "/mnt/ro", ReadOnly: true}},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []string{
 		"run", "--detach", "--name", "vm1",
 		"--label", "bcvk.ephemeral=1",
@@ -24,18 +30,22 @@ func TestPodmanRunArgs(t *testing.T) {
 		"--label", "bcvk.image=localhost/img:1",
 		"--label", "bcvk.version=0.1.0",
 		"--label", "bcvk.state-dir=/run/user/0/bcvk/vm1-x",
-		"--label", "bcvk.owner=42@boot@7", "--label", "a=1", "--label", "b=2",
+		"--label", "bcvk.runner-id=def456",
+		"--label", "bcvk.owner=42@boot@7@4026531836", "--label", "a=1", "--label", "b=2",
 		"--pull=never",
 		"--mount", "type=image,source=abc123,destination=/bcvk/image",
 		"--mount", "type=bind,source=/run/user/0/bcvk/vm1-x,destination=/bcvk/state",
 		"--mount", "type=bind,source=/srv/rw,destination=/bcvk/binds/0",
 		"--mount", "type=bind,source=/srv/ro,destination=/bcvk/binds/1,ro=true",
-		"--tmpfs", "/run:rw,mode=0755",
+		// 2 GiB guest + 1 GiB for QEMU and virtiofsd + 128 MiB for /run.
+		"--memory", "3200m", "--memory-swap", "3200m",
+		"--pids-limit", "4096",
+		"--tmpfs", "/run:rw,mode=0755,size=128m",
 		"--ulimit", "nofile=20000:20000",
 		"--ulimit", "nproc=4096:4096",
 		"--security-opt", "label=disable",
 		"--security-opt", "no-new-privileges",
-		"--cap-drop", "KILL,NET_BIND_SERVICE,SYS_CHROOT",
+		"--cap-drop", "KILL,NET_BIND_SERVICE",
 		"--stop-timeout", "30",
 		"--device", "/dev/kvm",
 		"localhost/bcvk-runner:0.1.0",
@@ -46,6 +56,87 @@ func TestPodmanRunArgs(t *testing.T) {
 	for _, a := range got {
 		if a == "--privileged" {
 			t.Fatal("containers must not be privileged")
+		}
+	}
+}
+
+// Paths go into --mount values, which podman splits with encoding/csv: a
+// "," or '"' in a path must not end the path or add options.
+func TestPodmanRunArgsQuotesMountPaths(t *testing.T) {
+	got, err := PodmanRunArgs(ContainerConfig{
+		Name: "vm1", ImageID: "abc123", RunnerImage: "localhost/bcvk-runner:0.1.0", RunnerImageID: "def456",
+		StateDir: "/run/user/0/bcvk/a,ro=true", DisksDir: `/srv/"disk".bcvk-1`,
+		Binds: []spec.Bind{{Host: "/srv/a=b", GuestPath: "/mnt/x"}, {Host: "/srv/x,y", GuestPath: "/mnt/y", ReadOnly: true}},
+		Warm:  &warmPlan{dir: "/home/u/.cache/bcvk/warm/k,rw=true", readOnly: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mounts []string
+	for i, a := range got {
+		if a == "--mount" {
+			mounts = append(mounts, got[i+1])
+		}
+	}
+	want := []string{
+		"type=image,source=abc123,destination=/bcvk/image",
+		`type=bind,"source=/run/user/0/bcvk/a,ro=true",destination=/bcvk/state`,
+		"type=bind,source=/srv/a=b,destination=/bcvk/binds/0",
+		`type=bind,"source=/srv/x,y",destination=/bcvk/binds/1,ro=true`,
+		`type=bind,"source=/srv/""disk"".bcvk-1",destination=/bcvk/disks`,
+		`type=bind,"source=/home/u/.cache/bcvk/warm/k,rw=true",destination=/bcvk/warm,ro=true`,
+	}
+	if !reflect.DeepEqual(mounts, want) {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(mounts, "\n"), strings.Join(want, "\n"))
+	}
+	// Read back as podman reads them: the sources come back whole.
+	sources := []string{"abc123", "/run/user/0/bcvk/a,ro=true", "/srv/a=b", "/srv/x,y", `/srv/"disk".bcvk-1`, "/home/u/.cache/bcvk/warm/k,rw=true"}
+	for i, m := range mounts {
+		rec, err := csv.NewReader(strings.NewReader(m)).ReadAll()
+		if err != nil || len(rec) != 1 {
+			t.Fatalf("%s: %v %q", m, err, rec)
+		}
+		if src, _ := strings.CutPrefix(rec[0][1], "source="); src != sources[i] {
+			t.Errorf("%s: source %q, want %q", m, src, sources[i])
+		}
+	}
+}
+
+// A path that a --mount value cannot carry, and a runner reference that
+// podman would take for an option, are refused with a clear error.
+func TestPodmanRunArgsRefuses(t *testing.T) {
+	ok := ContainerConfig{Name: "vm1", ImageID: "abc", RunnerImage: "localhost/r:1", StateDir: "/run/user/0/bcvk/vm1-x"}
+	for _, tc := range []struct {
+		name string
+		edit func(*ContainerConfig)
+		want string
+	}{
+		{"newline in the state dir", func(c *ContainerConfig) { c.StateDir = "/tmp/a\nb" }, "control characters"},
+		{"CR LF in a bind", func(c *ContainerConfig) { c.Binds = []spec.Bind{{Host: "/srv/a\r\nb"}} }, "control characters"},
+		{"tab in the disks dir", func(c *ContainerConfig) { c.DisksDir = "/srv/a\tb" }, "control characters"},
+		{"runner that looks like an option", func(c *ContainerConfig) { c.RunnerImage = "--privileged" }, `cannot begin with "-"`},
+		{"no runner", func(c *ContainerConfig) { c.RunnerImage = "" }, "runner image"},
+	} {
+		c := ok
+		tc.edit(&c)
+		if a, err := PodmanRunArgs(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, %q; want an error with %q", tc.name, err, a, tc.want)
+		}
+	}
+	if _, err := PodmanRunArgs(ok); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestContainerMemoryMiB(t *testing.T) {
+	for _, tc := range []struct{ guest, want int }{
+		{256, 256 + 1024 + 128},
+		{2048, 2048 + 1024 + 128},
+		{4096, 4096 + 1024 + 128},
+		{16384, 16384 + 4096 + 128}, // a quarter once that is more than 1 GiB
+	} {
+		if got := ContainerMemoryMiB(tc.guest); got != tc.want {
+			t.Errorf("guest %d MiB: limit %d MiB, want %d", tc.guest, got, tc.want)
 		}
 	}
 }

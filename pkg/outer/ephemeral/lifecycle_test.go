@@ -10,7 +10,10 @@ import (
 )
 
 func TestSSHConfig(t *testing.T) {
-	got := SSHConfig("/usr/bin/podman", "dev", "/run/user/1000/bcvk/dev-1")
+	got, err := SSHConfig("/usr/bin/podman", "dev", "/run/user/1000/bcvk/dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{
 		"Host dev\n", "User root\n", "IdentityFile /run/user/1000/bcvk/dev-1/ssh_key\n",
 		"StrictHostKeyChecking no\n", "UserKnownHostsFile /dev/null\n",
@@ -56,29 +59,6 @@ func TestRemoveStateDirOnlyInsideBase(t *testing.T) {
 	}
 	if _, err := os.Stat(inside); !os.IsNotExist(err) {
 		t.Fatal("state directory not removed")
-	}
-}
-
-func TestOwnerLabel(t *testing.T) {
-	me := owner(true)
-	if ownerGone(me) {
-		t.Fatalf("own label %q counts as gone", me)
-	}
-	if owner(false) != "" {
-		t.Fatal("unowned container got a label")
-	}
-	parts := strings.Split(me, "@")
-	if ownerGone("garbage") || ownerGone("") || ownerGone("1@x") {
-		t.Fatal("an unreadable label counts as gone")
-	}
-	if !ownerGone("999999999@" + parts[1] + "@1") {
-		t.Fatal("a dead PID counts as alive")
-	}
-	if !ownerGone(parts[0] + "@other-boot@" + parts[2]) {
-		t.Fatal("a label from another boot counts as alive")
-	}
-	if !ownerGone(parts[0] + "@" + parts[1] + "@12345") {
-		t.Fatal("a reused PID (other start time) counts as alive")
 	}
 }
 

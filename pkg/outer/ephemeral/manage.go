@@ -12,7 +12,9 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
 )
 
 // VM is an ephemeral VM as podman and its state directory describe it.
@@ -25,23 +27,30 @@ type VM struct {
 	Created  time.Time         `json:"created"`
 	StateDir string            `json:"stateDir"`
 	Labels   map[string]string `json:"labels"`
+	// OwnerUnknown says the container names an owning bcvk that this one
+	// cannot judge (see judge): it is left alone, not pruned.
+	OwnerUnknown bool `json:"ownerUnknown"`
+	// made says bcvk set its labels (see madeByBcvk); RemoveAll removes
+	// only these.
+	made bool
 }
 
 // ErrNoVM says that no ephemeral VM has that name.
 var ErrNoVM = errors.New("no such VM")
 
 // List returns bcvk's ephemeral VMs, by name. VMs left by a killed bcvk
-// (see PruneOrphans) are removed on the way.
+// (see PruneOrphans) are removed on the way, and said so.
 func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
 	cs, err := pc.List(ctx, spec.LabelEphemeral+"=1")
 	if err != nil {
 		return nil, err
 	}
+	cs, verdicts, err := sweep(ctx, pc, cs)
+	if err != nil {
+		logrus.Warnf("could not remove VMs left by a killed bcvk: %v", err)
+	}
 	vms := make([]VM, 0, len(cs))
-	for _, c := range cs {
-		if o := c.Labels[spec.LabelOwner]; o != "" && ownerGone(o) && removeOrphan(ctx, pc, c) == nil {
-			continue
-		}
+	for i, c := range cs {
 		name := c.Labels[spec.LabelName]
 		if name == "" && len(c.Names) > 0 {
 			name = c.Names[0]
@@ -49,6 +58,7 @@ func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
 		vm := VM{
 			Name: name, ID: c.ID, Image: c.Labels[spec.LabelImage], State: c.State,
 			Created: time.Unix(c.Created, 0).UTC(), StateDir: c.Labels[spec.LabelStateDir], Labels: c.Labels,
+			OwnerUnknown: verdicts[i] == ownerUnknown, made: madeByBcvk(c),
 		}
 		vm.Ready = c.State == "running" && sshReady(vm.StateDir)
 		vms = append(vms, vm)
@@ -137,10 +147,18 @@ func removeStateDir(dir string) error {
 	if filepath.Dir(filepath.Clean(dir)) != base {
 		return nil
 	}
+	// StateBase checked the base; the entry must be a directory of ours too.
+	if err := privdir.Owned(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	return os.RemoveAll(dir)
 }
 
 // RemoveAll removes every ephemeral VM of ours and returns their names.
+// A container whose bcvk labels may come from its image is left, and said
+// so: `rm NAME` removes it.
 func RemoveAll(ctx context.Context, pc *podman.Client) ([]string, error) {
 	vms, err := List(ctx, pc)
 	if err != nil {
@@ -149,6 +167,10 @@ func RemoveAll(ctx context.Context, pc *podman.Client) ([]string, error) {
 	var names []string
 	var errs []error
 	for _, vm := range vms {
+		if !vm.made {
+			logrus.Warnf("left container %s: its bcvk labels may come from its image (it lacks bcvk's runner label, or an older bcvk made it); `bcvk ephemeral rm -f %s` removes it", vm.Name, vm.Name)
+			continue
+		}
 		if err := removeVM(ctx, pc, vm); err != nil {
 			errs = append(errs, err)
 			continue
@@ -189,6 +211,10 @@ func PruneStateDirs(ctx context.Context, pc *podman.Client) error {
 		// A directory younger than a minute may belong to a VM whose
 		// container is being created right now.
 		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		if err := privdir.Owned(p); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		if err := os.RemoveAll(p); err != nil {

@@ -1,5 +1,7 @@
 // Package podman wraps the podman command line. Every call goes through the
 // command package, and structured output is read as JSON, never as tables.
+// References and names go after "--", so one that begins with "-" is never
+// taken for an option.
 package podman
 
 import (
@@ -7,7 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/bcvk/bcvk/pkg/command"
@@ -65,7 +69,7 @@ var ErrNoImage = errors.New("image not known")
 
 // InspectImage returns a local image, or ErrNoImage.
 func (c *Client) InspectImage(ctx context.Context, ref string) (*Image, error) {
-	out, err := c.Output(ctx, "image", "inspect", "--format", "json", ref)
+	out, err := c.Output(ctx, "image", "inspect", "--format", "json", "--", ref)
 	if err != nil {
 		var ce *command.Error
 		if errors.As(err, &ce) && (strings.Contains(ce.Stderr, "image not known") || strings.Contains(ce.Stderr, "no such image") || strings.Contains(ce.Stderr, "failed to find image")) {
@@ -85,7 +89,7 @@ func (c *Client) InspectImage(ctx context.Context, ref string) (*Image, error) {
 
 // ImageExists reports whether ref is in local storage.
 func (c *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
-	err := command.Run(ctx, command.Cmd{Argv: c.argv("image", "exists", ref), NewProcessGroup: true})
+	err := command.Run(ctx, command.Cmd{Argv: c.argv("image", "exists", "--", ref), NewProcessGroup: true})
 	if err == nil {
 		return true, nil
 	}
@@ -97,7 +101,7 @@ func (c *Client) ImageExists(ctx context.Context, ref string) (bool, error) {
 
 // Pull pulls ref; tlsVerify false turns TLS verification off.
 func (c *Client) Pull(ctx context.Context, ref string, tlsVerify bool) error {
-	_, err := c.Output(ctx, "pull", "--quiet", fmt.Sprintf("--tls-verify=%t", tlsVerify), ref)
+	_, err := c.Output(ctx, "pull", "--quiet", fmt.Sprintf("--tls-verify=%t", tlsVerify), "--", ref)
 	return err
 }
 
@@ -112,7 +116,7 @@ func (c *Client) Run(ctx context.Context, args []string) (string, error) {
 
 // Stop stops a container, giving it timeout seconds before SIGKILL.
 func (c *Client) Stop(ctx context.Context, name string, timeout int) error {
-	_, err := c.Output(ctx, "stop", "--ignore", "--time", fmt.Sprint(timeout), name)
+	_, err := c.Output(ctx, "stop", "--ignore", "--time", fmt.Sprint(timeout), "--", name)
 	return err
 }
 
@@ -121,13 +125,13 @@ func (c *Client) Remove(ctx context.Context, names ...string) error {
 	if len(names) == 0 {
 		return nil
 	}
-	_, err := c.Output(ctx, append([]string{"rm", "--force", "--ignore", "--time", "0"}, names...)...)
+	_, err := c.Output(ctx, append([]string{"rm", "--force", "--ignore", "--time", "0", "--"}, names...)...)
 	return err
 }
 
 // Wait blocks until the container stops and returns its exit code.
 func (c *Client) Wait(ctx context.Context, name string) (int, error) {
-	out, err := c.Output(ctx, "wait", name)
+	out, err := c.Output(ctx, "wait", "--", name)
 	if err != nil {
 		return -1, err
 	}
@@ -143,6 +147,7 @@ type Container struct {
 	ID       string            `json:"Id"`
 	Names    []string          `json:"Names"`
 	Image    string            `json:"Image"`
+	ImageID  string            `json:"ImageID"`
 	State    string            `json:"State"`
 	Labels   map[string]string `json:"Labels"`
 	Status   string            `json:"Status"`
@@ -174,6 +179,7 @@ type Info struct {
 		Security      struct {
 			Rootless bool `json:"rootless"`
 		} `json:"security"`
+		ServiceIsRemote bool `json:"serviceIsRemote"`
 	} `json:"host"`
 	Store struct {
 		GraphRoot string `json:"graphRoot"`
@@ -198,9 +204,53 @@ func (c *Client) Info(ctx context.Context) (*Info, error) {
 
 // ContainerState returns a container's state (running, exited, ...).
 func (c *Client) ContainerState(ctx context.Context, name string) (string, error) {
-	out, err := c.Output(ctx, "container", "inspect", "--format", "{{.State.Status}}", name)
+	out, err := c.Output(ctx, "container", "inspect", "--format", "{{.State.Status}}", "--", name)
 	if err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// Remote reports whether podman may run containers on another machine or
+// in a service that is not ours (CONTAINER_HOST, a named connection,
+// podman-remote, or `remote` in containers.conf). Then our process table
+// says nothing about who owns a container. A podman that cannot say counts
+// as remote.
+func (c *Client) Remote(ctx context.Context) bool {
+	if os.Getenv("CONTAINER_HOST") != "" || os.Getenv("CONTAINER_CONNECTION") != "" ||
+		strings.HasPrefix(filepath.Base(c.Binary), "podman-remote") {
+		return true
+	}
+	i, err := c.Info(ctx)
+	return err != nil || i.Host.ServiceIsRemote
+}
+
+// MountArg formats a --mount value from its KEY=VALUE fields. podman splits
+// the value with encoding/csv, so a field that holds a comma or a quote is
+// put in quotes with its quotes doubled; other fields stay as they are.
+// encoding/csv reads "\r\n" in a quoted field back as "\n", so a path with
+// control characters cannot be carried: CheckMountPath refuses those.
+func MountArg(fields ...string) string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = f
+		if strings.ContainsAny(f, ",\"\r\n") {
+			out[i] = `"` + strings.ReplaceAll(f, `"`, `""`) + `"`
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// CheckMountPath refuses a host path that a --mount value cannot carry
+// exactly.
+func CheckMountPath(what, p string) error {
+	if p == "" {
+		return fmt.Errorf("%s: the path is empty", what)
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("%s %q: paths with control characters (such as a newline) cannot be mounted into a container; rename it", what, p)
+		}
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/spec"
 )
 
@@ -133,7 +134,10 @@ func ConvertPodmanArgs(c ConvertConfig) []string {
 		"--label", LabelToDisk + "=1",
 		"--label", spec.LabelVersion + "=" + c.Version,
 		"--pull=never",
-		"--mount", "type=bind,source=" + c.Dir + ",destination=" + spec.DisksDir,
+		// Dir is named after DISK, so it may hold "," or '"'. A control
+		// character it cannot hold: Launch refused this same directory as
+		// the installer VM's DisksDir before any conversion.
+		"--mount", podman.MountArg("type=bind", "source="+c.Dir, "destination="+spec.DisksDir),
 		"--security-opt", "label=disable",
 		"--network", "none",
 		"--entrypoint", "qemu-img",
