@@ -23,8 +23,8 @@ const (
 	WarmInitramfsFile = "initramfs.img"
 	// WarmKeyFile is the key a restore logs in with: made for the save,
 	// the only key the saved guest accepts, and never a user's.
-	WarmKeyFile = "ssh_key"
-	WarmMetaFile      = "meta.json"
+	WarmKeyFile  = "ssh_key"
+	WarmMetaFile = "meta.json"
 )
 
 // WarmMeta is what a restore needs besides the state: QEMU's command line

@@ -20,9 +20,12 @@ func Args(c Config) []string {
 	a := []string{
 		"--socket-path=" + c.Socket,
 		"--shared-dir=" + c.SharedDir,
-		// The container is the sandbox; the namespace sandbox would need
-		// CAP_SYS_ADMIN.
-		"--sandbox=none",
+		// The guest runs its own kernel and may send any name to virtiofsd
+		// ("../../bcvk/state/ssh_key"): chroot(2) into the shared directory
+		// keeps every request inside it. The namespace sandbox would need
+		// CAP_SYS_ADMIN; chroot needs only CAP_SYS_CHROOT, which podman
+		// grants by default, rootful and rootless.
+		"--sandbox=chroot",
 		// The image does not change under a running VM, so the guest may
 		// cache everything: four times faster than cache=never under TCG.
 		"--cache=" + cacheMode(c.Coherent),
