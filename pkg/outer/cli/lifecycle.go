@@ -230,7 +230,12 @@ func newPsCommand(g *globals, st Streams) *cobra.Command {
 				} else if vm.State == "running" {
 					ssh = "booting"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", vm.Name, vm.Image, vm.State, ssh, ago(vm.Created))
+				state := vm.State
+				if vm.OwnerUnknown {
+					// Its owner label cannot be judged, so bcvk leaves it.
+					state += " (unknown owner)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", vm.Name, vm.Image, state, ssh, ago(vm.Created))
 			}
 			return tw.Flush()
 		},
@@ -288,12 +293,21 @@ func newRmCommand(g *globals, st Streams) *cobra.Command {
 }
 
 func newRmAllCommand(g *globals, st Streams) *cobra.Command {
-	var force bool
+	var force, warmCache bool
 	c := &cobra.Command{
 		Use:   "rm-all",
 		Short: "Remove every ephemeral VM (asks first unless -f)",
-		Args:  exactArgs(0, "no arguments"),
+		Example: `  bcvk ephemeral rm-all -f
+  bcvk ephemeral rm-all -f --warm-cache   # also drop the VMs saved for --warm`,
+		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if warmCache {
+				n, err := ephemeral.RemoveWarmCache()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(st.Err, "Removed %d saved VM(s) of the warm-start cache\n", n)
+			}
 			pc, err := podman.New()
 			if err != nil {
 				return err
@@ -325,6 +339,7 @@ func newRmAllCommand(g *globals, st Streams) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "do not ask")
+	c.Flags().BoolVar(&warmCache, "warm-cache", false, "also remove every VM saved for warm starts (--warm)")
 	return c
 }
 
@@ -373,7 +388,11 @@ podman exec into the VM's container, so nothing listens on a host port.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprint(st.Out, ephemeral.SSHConfig(pc.Binary, vm.Name, vm.StateDir))
+			conf, err := ephemeral.SSHConfig(pc.Binary, vm.Name, vm.StateDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(st.Out, conf)
 			return nil
 		},
 	}
