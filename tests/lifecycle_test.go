@@ -42,6 +42,24 @@ func TestDetachedLifecycle(t *testing.T) {
 			t.Errorf("ssh options before --: exit %d\n%s", r.code, r.stderr)
 		}
 	})
+	// Words after "--" are the guest's command even when they look like
+	// ssh options: a ProxyCommand would run in the runner container.
+	t.Run("command-is-not-ssh-options", func(t *testing.T) {
+		r := ssh("--", "-oProxyCommand=sh -c 'touch /tmp/pwned; echo PWN\"\"ED >&2'")
+		// The guest's shell names the word it could not run ("... No such
+		// file or directory", as the word holds a "/").
+		if r.code != 127 || !strings.Contains(r.stderr, "bash: line 1: -oProxyCommand=sh -c") || strings.Contains(r.stderr, "PWNED") {
+			t.Errorf("-oProxyCommand=... as the command: exit %d, stderr %q", r.code, r.stderr)
+		}
+		if err := exec.Command("podman", "exec", name, "test", "-e", "/tmp/pwned").Run(); err == nil {
+			t.Error("the ProxyCommand ran in the runner container")
+		}
+		for _, word := range []string{"-v", "-p1", "-luser"} {
+			if r := ssh("--", word); r.code != 127 || !strings.Contains(r.stderr, word+": command not found") {
+				t.Errorf("%s as the command: exit %d, stderr %q", word, r.code, r.stderr)
+			}
+		}
+	})
 	t.Run("bind", func(t *testing.T) {
 		if r := ssh("--", "cat", "/mnt/rw/hello"); r.stdout != "from the host\n" {
 			t.Errorf("guest read %q from the share (exit %d)", r.stdout, r.code)

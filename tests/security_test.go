@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,10 @@ func checkSecurity(t *testing.T, name string) {
 			CapDrop      []string
 			SecurityOpt  []string
 			PortBindings map[string]any
+			Memory       int64
+			MemorySwap   int64
+			PidsLimit    int64
+			Tmpfs        map[string]string
 		}
 		Mounts []struct {
 			Type        string
@@ -42,13 +47,36 @@ func checkSecurity(t *testing.T, name string) {
 	if c.HostConfig.Privileged || len(c.HostConfig.CapAdd) > 0 {
 		t.Errorf("privileged %v, added capabilities %v", c.HostConfig.Privileged, c.HostConfig.CapAdd)
 	}
-	for _, cap := range []string{"CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT"} {
+	for _, cap := range []string{"CAP_KILL", "CAP_NET_BIND_SERVICE"} {
 		if !strings.Contains(strings.Join(c.HostConfig.CapDrop, " "), cap) {
 			t.Errorf("capability %s is not dropped: %v", cap, c.HostConfig.CapDrop)
 		}
 	}
+	// Every virtiofsd is chrooted into the directory it serves, so a name
+	// such as "../../bcvk/state/ssh_key" from the guest stays inside it.
+	roots, err := exec.Command("podman", "exec", name, "sh", "-c",
+		`for d in /proc/[0-9]*; do [ "$(cat $d/comm 2>/dev/null)" = virtiofsd ] && readlink $d/root; done; true`).Output()
+	if err != nil {
+		t.Fatalf("reading virtiofsd's root directories: %v", err)
+	}
+	got := strings.Fields(string(roots))
+	sort.Strings(got)
+	if want := []string{"/bcvk/binds/0", "/bcvk/binds/1", "/bcvk/image"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("virtiofsd root directories %q, want %q (each chrooted into its share)", got, want)
+	}
 	if !strings.Contains(strings.Join(c.HostConfig.SecurityOpt, " "), "no-new-privileges") {
 		t.Errorf("no no-new-privileges: %v", c.HostConfig.SecurityOpt)
+	}
+	// Limits: the guest cannot take the host's memory or tasks through
+	// the runner, nor fill the host's memory through /run.
+	if c.HostConfig.Memory <= 0 || c.HostConfig.MemorySwap != c.HostConfig.Memory {
+		t.Errorf("memory limit %d, memory+swap %d: want a limit and no swap", c.HostConfig.Memory, c.HostConfig.MemorySwap)
+	}
+	if c.HostConfig.PidsLimit <= 0 {
+		t.Errorf("no pids limit (%d)", c.HostConfig.PidsLimit)
+	}
+	if !strings.Contains(c.HostConfig.Tmpfs["/run"], "size=") {
+		t.Errorf("/run tmpfs without a size: %q", c.HostConfig.Tmpfs["/run"])
 	}
 	if len(c.HostConfig.PortBindings) > 0 {
 		t.Errorf("ports published: %v", c.HostConfig.PortBindings)
