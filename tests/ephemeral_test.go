@@ -113,8 +113,10 @@ func TestNoKernelFailsFast(t *testing.T) {
 			t.Errorf("error lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	if r.elapsed > 20*time.Second {
-		t.Errorf("took %s; a missing kernel should fail fast", r.elapsed)
+	// It fails before any VM starts (behaviour, not a time limit: the
+	// machine is shared).
+	if strings.Contains(r.stderr, "Booting the kernel") {
+		t.Errorf("a VM was started for an image without a kernel:\n%s", r.stderr)
 	}
 	assertNothingLeft(t, name, sharedState)
 }

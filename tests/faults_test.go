@@ -266,8 +266,12 @@ func TestFiveAtOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res[i] = runBcvk(t, sharedState, nil, 25*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "20m",
+			r, err := tryBcvk(t, sharedState, nil, 25*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "20m",
 				sampleImage(), "--", "sh", "-c", "echo $(cat /etc/machine-id) ok")
+			if err != nil {
+				t.Errorf("VM %d: %v", i, err)
+			}
+			res[i] = r
 		}()
 	}
 	wg.Wait()

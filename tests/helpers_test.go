@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -98,10 +99,19 @@ func bcvkCmd(t *testing.T, stateDir string, stdin io.Reader, args ...string) (*e
 // runBcvk runs bcvk to the end, bounded by timeout.
 func runBcvk(t *testing.T, stateDir string, stdin io.Reader, timeout time.Duration, args ...string) result {
 	t.Helper()
+	r, err := tryBcvk(t, stateDir, stdin, timeout, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryBcvk is runBcvk for goroutines, which must not call t.Fatal.
+func tryBcvk(t *testing.T, stateDir string, stdin io.Reader, timeout time.Duration, args ...string) (result, error) {
 	cmd, out, errb := bcvkCmd(t, stateDir, stdin, args...)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return result{}, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -110,9 +120,9 @@ func runBcvk(t *testing.T, stateDir string, stdin io.Reader, timeout time.Durati
 	case <-time.After(timeout):
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		<-done
-		t.Fatalf("bcvk %s did not finish within %s", strings.Join(args, " "), timeout)
+		return result{}, fmt.Errorf("bcvk %s did not finish within %s", strings.Join(args, " "), timeout)
 	}
-	return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}, nil
 }
 
 // testLog streams bcvk's progress into the test log as it happens.

@@ -2,6 +2,8 @@ package tests
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -45,10 +47,33 @@ func startRegistry(t *testing.T) *registry {
 	run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "2",
 		"-extfile", ext, "-out", crt)
 
-	// A free port; the registry binds it a moment later.
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(ca); err != nil || !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("reading the test CA: %v", err)
+	}
+	// The registry cannot take a listening socket from us, so it binds a
+	// port we name: one that was free a moment ago. Another process may
+	// take it in between; then the registry exits (or someone else
+	// answers, which the TLS check with our CA tells apart), and we try
+	// another.
+	for attempt := 1; ; attempt++ {
+		addr, err := startRegistryOn(t, dir, crt, key, pool)
+		if err == nil {
+			return &registry{addr: addr, caFile: ca}
+		}
+		if attempt == 5 {
+			t.Fatalf("the registry did not start: %v", err)
+		}
+		t.Logf("registry attempt %d: %v; trying another port", attempt, err)
+	}
+}
+
+// startRegistryOn starts the registry on a port that was just free and
+// waits until it serves TLS with our certificate.
+func startRegistryOn(t *testing.T, dir, crt, key string, pool *x509.CertPool) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	addr := l.Addr().String()
 	l.Close()
@@ -65,29 +90,39 @@ http:
     certificate: %s
     key: %s
 `, filepath.Join(dir, "data"), addr, crt, key)), 0o644); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "docker-registry", "serve", cfg)
 	cmd.Stdout, cmd.Stderr = testLog{t}, testLog{t}
 	if err := cmd.Start(); err != nil {
 		cancel()
-		t.Fatal(err)
+		return "", err
 	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() { cancel(); <-exited }
+	wait, cancelWait := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelWait()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 		if err == nil {
 			c.Close()
-			break
+			t.Cleanup(stop)
+			return addr, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the registry did not listen on %s", addr)
+		select {
+		case err := <-exited:
+			cancel()
+			return "", fmt.Errorf("the registry on %s exited: %v", addr, err)
+		case <-wait.Done():
+			stop()
+			return "", fmt.Errorf("the registry did not serve TLS on %s: %v", addr, err)
+		case <-tick.C:
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	return &registry{addr: addr, caFile: ca}
 }
 
 // trustCA makes podman trust the registry's CA (certs.d, as a user would).

@@ -128,6 +128,8 @@ func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
 // rootless podman boots, lists, reaches and removes VMs.
 func TestRootless(t *testing.T) {
 	bcvk := rootless(t)
+	// Whatever happens below, the user's containers go with the test.
+	t.Cleanup(func() { bcvk(time.Minute, "ephemeral", "rm", "-f", "rl-ssh", "rl-life") })
 	r := bcvk(bootTimeout, "ephemeral", "run-ssh", "--name", "rl-ssh", sampleImage(), "--", "sh", "-c", "echo in-guest; exit 42")
 	if r.code != 42 || r.stdout != "in-guest\n" {
 		t.Fatalf("rootless run-ssh: exit %d, stdout %q", r.code, r.stdout)

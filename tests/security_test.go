@@ -99,8 +99,10 @@ func checkSecurity(t *testing.T, name string) {
 		t.Fatalf("reading the VM's key: %v", err)
 	}
 	for p, want := range map[string]os.FileMode{dir: 0o700, keyPath: 0o600} {
-		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
-			t.Errorf("%s: mode %v, want %v (%v)", p, fi.Mode().Perm(), want, err)
+		if fi, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		} else if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(string(key)), "\n")

@@ -32,7 +32,9 @@ func TestWarmStart(t *testing.T) {
 	}
 	dir := filepath.Dir(entries[0])
 	for p, want := range map[string]os.FileMode{filepath.Dir(dir): 0o700, filepath.Join(dir, "ssh_key"): 0o600} {
-		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+		if fi, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		} else if fi.Mode().Perm() != want {
 			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
 		}
 	}

@@ -129,14 +129,23 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// maxKernelArg is the x86 kernel's whole command-line size.
+const maxKernelArg = 2048
+
 // ValidateKernelArg rejects arguments that cannot be passed through a kernel
 // command line intact.
 func ValidateKernelArg(a string) error {
 	switch {
 	case a == "":
 		return errors.New("empty kernel argument")
-	case strings.ContainsAny(a, " \t\n\r\x00"):
-		return fmt.Errorf("kernel argument %q contains white space; pass each argument with its own --karg", a)
+	case strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("kernel argument %q contains white space or a control character; pass each argument with its own --karg", a)
+	case strings.Count(a, `"`)%2 != 0:
+		// The kernel splits at white space outside double quotes: an odd
+		// quote would swallow the arguments after it.
+		return fmt.Errorf("kernel argument %q has an unbalanced double quote", a)
+	case len(a) > maxKernelArg:
+		return fmt.Errorf("kernel argument %.40q... is longer than %d bytes", a, maxKernelArg)
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package spec
 
 import (
+	"math/big"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -77,25 +79,77 @@ func TestWriteRead(t *testing.T) {
 	}
 }
 
+// An accepted size is exactly its digits times its unit (checked with big
+// integers, so an overflow cannot hide), and reads back the same in bytes.
 func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"4G", "2048", "1MiB", "x", ""} {
+	for _, s := range []string{"4G", "2048", "1MiB", "x", "", "9223372036854775807B", "4611686018427387904B", "4194304T"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		n, err := ParseSize(s, 1<<20)
-		if err == nil && n < 0 {
-			t.Fatalf("negative size %d for %q", n, s)
+		if err != nil {
+			return
+		}
+		m := sizeRE.FindStringSubmatch(strings.ToUpper(strings.TrimSpace(s)))
+		if m == nil {
+			t.Fatalf("accepted %q, which is not a size", s)
+		}
+		unit := map[string]int64{"": 1 << 20, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m[2]]
+		if m[2] == "" && m[3] == "B" {
+			unit = 1
+		}
+		want, _ := new(big.Int).SetString(m[1], 10)
+		want.Mul(want, big.NewInt(unit))
+		if want.Cmp(big.NewInt(n)) != 0 {
+			t.Fatalf("%q: got %d, want %s", s, n, want)
+		}
+		if back, err := ParseSize(strconv.FormatInt(n, 10)+"B", 1); err != nil || back != n {
+			t.Fatalf("%q = %d bytes does not read back: %d %v", s, n, back, err)
 		}
 	})
 }
 
+// kernelArgs splits a command line the way the Linux kernel does
+// (lib/cmdline.c next_arg): at white space outside double quotes.
+func kernelArgs(cmdline string) []string {
+	var out []string
+	var cur strings.Builder
+	inQuote, started := false, false
+	for i := 0; i < len(cmdline); i++ {
+		c := cmdline[i]
+		if !inQuote && (c == ' ' || (c >= '\t' && c <= '\r')) {
+			if started {
+				out = append(out, cur.String())
+				cur.Reset()
+				started = false
+			}
+			continue
+		}
+		if c == '"' {
+			inQuote = !inQuote
+		}
+		cur.WriteByte(c)
+		started = true
+	}
+	if started {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// An accepted argument is one argument to the kernel, and leaves the
+// arguments around it alone.
 func FuzzValidateKernelArg(f *testing.F) {
-	for _, s := range []string{"quiet", "a=b c", "", "x\x00"} {
+	for _, s := range []string{"quiet", "a=b c", "", "x\x00", "a=\"b", "a\vb", "a=\"b c\"", "opt=\"x\""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if ValidateKernelArg(s) == nil && (s == "" || strings.ContainsAny(s, " \t\n\r\x00")) {
-			t.Fatalf("accepted %q", s)
+		if ValidateKernelArg(s) != nil {
+			return
+		}
+		got := kernelArgs("console=ttyS0 " + s + " last=1")
+		if len(got) != 3 || got[1] != s || got[2] != "last=1" {
+			t.Fatalf("accepted %q, which the kernel reads as %q", s, got)
 		}
 	})
 }
