@@ -1,15 +1,16 @@
-// Package sshkey makes the per-VM SSH key pair. It writes OpenSSH's own
-// formats with the standard library alone, so the host needs no ssh-keygen.
+// Package sshkey makes the per-VM SSH key pair in OpenSSH's own formats
+// (golang.org/x/crypto/ssh), so the host needs no ssh-keygen.
 package sshkey
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/pem"
 	"fmt"
 	"os"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // Pair is an ed25519 key in OpenSSH formats.
@@ -20,52 +21,26 @@ type Pair struct {
 
 // Generate makes a new key pair with the given comment.
 func Generate(comment string) (Pair, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return Pair{}, err
 	}
-	var check [4]byte
-	if _, err := rand.Read(check[:]); err != nil {
+	return encode(priv, comment)
+}
+
+func encode(priv ed25519.PrivateKey, comment string) (Pair, error) {
+	block, err := ssh.MarshalPrivateKey(priv, comment)
+	if err != nil {
 		return Pair{}, err
 	}
-	return encode(pub, priv, comment, binary.BigEndian.Uint32(check[:])), nil
-}
-
-func encode(pub ed25519.PublicKey, priv ed25519.PrivateKey, comment string, check uint32) Pair {
-	pubBlob := sshString(nil, []byte("ssh-ed25519"))
-	pubBlob = sshString(pubBlob, pub)
-
-	// The private section of openssh-key-v1: two equal check words, then the
-	// key, then padding 1, 2, 3... to the cipher block size (8 for "none").
-	var sec []byte
-	sec = binary.BigEndian.AppendUint32(sec, check)
-	sec = binary.BigEndian.AppendUint32(sec, check)
-	sec = sshString(sec, []byte("ssh-ed25519"))
-	sec = sshString(sec, pub)
-	sec = sshString(sec, priv) // 64 bytes: seed then public key
-	sec = sshString(sec, []byte(comment))
-	for i := byte(1); len(sec)%8 != 0; i++ {
-		sec = append(sec, i)
+	pub, err := ssh.NewPublicKey(priv.Public())
+	if err != nil {
+		return Pair{}, err
 	}
-
-	var body []byte
-	body = append(body, "openssh-key-v1\x00"...)
-	body = sshString(body, []byte("none")) // cipher
-	body = sshString(body, []byte("none")) // kdf
-	body = sshString(body, nil)            // kdf options
-	body = binary.BigEndian.AppendUint32(body, 1)
-	body = sshString(body, pubBlob)
-	body = sshString(body, sec)
-
 	return Pair{
-		Private: pem.EncodeToMemory(&pem.Block{Type: "OPENSSH PRIVATE KEY", Bytes: body}),
-		Public:  "ssh-ed25519 " + base64.StdEncoding.EncodeToString(pubBlob) + " " + comment,
-	}
-}
-
-func sshString(b, s []byte) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-	return append(b, s...)
+		Private: pem.EncodeToMemory(block),
+		Public:  strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))) + " " + comment,
+	}, nil
 }
 
 // Write stores the pair as path (mode 0600) and path.pub (0644). The private
