@@ -39,9 +39,11 @@ images: runner-image sample-image
 demo: images
 	bin/bcvk ephemeral run-ssh $(SAMPLE_IMAGE) -- sh -c 'uname -a; cat /etc/os-release | head -2; systemctl is-system-running'
 
+# Unit tests under the race detector (it needs cgo and gcc in the tests only;
+# bcvk itself is built without cgo).
 unit:
 	$(GO) vet ./...
-	$(GO) test -short -count=1 ./...
+	CGO_ENABLED=1 $(GO) test -race -short -count=1 ./...
 
 integration: images
 	BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
