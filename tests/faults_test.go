@@ -108,7 +108,11 @@ func TestSIGKILLLeavesOnlyWhatTheNextBcvkRemoves(t *testing.T) {
 		t.Run(when, func(t *testing.T) {
 			name := "bcvk-test-kill-" + when
 			cleanupContainer(t, name)
-			s := startBcvk(t, "ephemeral", "run-ssh", "--memory", "1G", "--name", name, sampleImage(), "--", "sleep", "600")
+			args := []string{"ephemeral", "run-ssh", "--memory", "1G"}
+			if when == "command" {
+				args = append([]string{"ephemeral", "run-ssh"}, warmArgs...) // the boot is not under test
+			}
+			s := startBcvk(t, append(args, "--name", name, sampleImage(), "--", "sleep", "600")...)
 			if when == "boot" {
 				waitUntil(t, s.done, bootTimeout, func() bool {
 					return strings.Contains(s.errb.String(), "Booting the kernel") && len(containersNamed(t, name)) > 0
@@ -139,7 +143,7 @@ func TestSIGTERMDuringCommand(t *testing.T) {
 	needPodman(t)
 	name := "bcvk-test-sigterm"
 	cleanupContainer(t, name)
-	s := startBcvk(t, "ephemeral", "run-ssh", "--memory", "1G", "--name", name, sampleImage(), "--", "sleep", "600")
+	s := startBcvk(t, append(append([]string{"ephemeral", "run-ssh"}, warmArgs...), "--name", name, sampleImage(), "--", "sleep", "600")...)
 	s.waitCommand(t, name, "sleep 600")
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -186,7 +190,8 @@ func TestVMEndsUnderCommand(t *testing.T) {
 			t.Parallel() // -parallel defaults to GOMAXPROCS: two VMs at a time here
 			name := "bcvk-test-ends-" + c.name
 			cleanupContainer(t, name)
-			args := append([]string{"ephemeral", "run-ssh", "--memory", "1G", "--timeout", "15m", "--name", name, sampleImage(), "--"}, c.command...)
+			// The boot is not under test here: a warm restore.
+			args := append(append(append([]string{"ephemeral", "run-ssh"}, warmArgs...), "--timeout", "15m", "--name", name, sampleImage(), "--"), c.command...)
 			s := startBcvk(t, args...)
 			s.waitCommand(t, name, "sleep 600")
 			if c.fault != nil {
@@ -208,9 +213,9 @@ func TestSSHNeverStarts(t *testing.T) {
 	needPodman(t)
 	name := "bcvk-test-nossh"
 	cleanupContainer(t, name)
-	r := runBcvk(t, sharedState, nil, 6*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "150s",
+	r := runBcvk(t, sharedState, nil, 6*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "90s",
 		"--karg", "systemd.mask=ssh.service", "--name", name, sampleImage(), "--", "true")
-	for _, want := range []string{`timed out after 2m30s at step "Starting systemd and sshd"`, "raise --timeout", "Last console lines:"} {
+	for _, want := range []string{`timed out after 1m30s at step "Starting systemd and sshd"`, "raise --timeout", "Last console lines:"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, tail(r.stderr, 40))
 		}

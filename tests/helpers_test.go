@@ -70,14 +70,28 @@ type result struct {
 // KVM verdict of the first boot spares the others the KVM attempt.
 var sharedState string
 
+// sharedCache is XDG_CACHE_HOME for the tests that do not set their own: the
+// tests whose subject is not the boot (faults under a running command) run
+// with --warm and restore one VM saved by the first of them (warmArgs).
+var sharedCache string
+
+// warmArgs are the VM options of every test that restores the shared saved
+// VM: the same options, so the same saved VM.
+var warmArgs = []string{"--warm", "--memory", "1G"}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "bcvk-tests-")
 	if err != nil {
 		panic(err)
 	}
-	sharedState = dir
+	cache, err := os.MkdirTemp("", "bcvk-tests-cache-")
+	if err != nil {
+		panic(err)
+	}
+	sharedState, sharedCache = dir, cache
 	code := m.Run()
 	os.RemoveAll(dir)
+	os.RemoveAll(cache)
 	os.Exit(code)
 }
 
@@ -86,6 +100,9 @@ func bcvkCmd(t *testing.T, stateDir string, stdin io.Reader, args ...string) (*e
 	t.Helper()
 	cmd := exec.Command(bcvkBinary(t), args...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+stateDir)
+	if os.Getenv("XDG_CACHE_HOME") == "" { // a test's own (t.Setenv) wins
+		cmd.Env = append(cmd.Env, "XDG_CACHE_HOME="+sharedCache)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdin = stdin
 	// A killed bcvk can leave a child holding our pipes (a `podman exec`

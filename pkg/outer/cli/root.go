@@ -91,7 +91,10 @@ func Main(args []string, st Streams) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP (the terminal went away) and SIGPIPE (whoever read our output
+	// went away; Go would otherwise exit at the next write to stderr) end
+	// bcvk like Ctrl-C: with its containers removed.
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer signal.Stop(sigs)
 	var got os.Signal
 	gotSig := make(chan struct{})
