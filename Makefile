@@ -45,9 +45,13 @@ unit:
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 ./...
 
+# The log is kept in _output/integration.log; the slowest tests are printed
+# at the end, pass or fail.
 integration: images
-	BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
-		$(GO) test -count=1 -v -timeout 60m ./tests/...
+	@mkdir -p _output
+	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
+		$(GO) test -count=1 -v -timeout 60m ./tests/... 2>&1 | tee _output/integration.log; \
+		status=$$?; hack/slowest.sh _output/integration.log; exit $$status
 
 # Every parser's fuzz test, briefly (FUZZTIME each).
 fuzz:
