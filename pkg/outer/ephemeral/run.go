@@ -391,7 +391,7 @@ func consoleTail(dir string) string {
 // ExecSSH runs ssh in the VM's container with the user's extra ssh options
 // and command, passing the streams through.
 func ExecSSH(ctx context.Context, pc *podman.Client, name string, sshOpts, cmd []string, st Streams) error {
-	interactive := len(cmd) == 0 && isTerminal(st.In) && isTerminal(st.Out)
+	interactive := len(cmd) == 0 && progress.IsTerminal(st.In) && progress.IsTerminal(st.Out)
 	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, sshOpts, "root", cmd)
 	argv := append([]string{pc.Binary}, ExecSSHArgs(name, interactive, sshArgs)...)
 	var display []string
@@ -416,15 +416,6 @@ func ExecSSH(ctx context.Context, pc *podman.Client, name string, sshOpts, cmd [
 		return &ExitError{Code: code}
 	}
 	return err
-}
-
-func isTerminal(v any) bool {
-	f, ok := v.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // RandomName returns a fresh VM name.
