@@ -12,10 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bcvk/bcvk/pkg/command"
-	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -51,7 +50,7 @@ type Options struct {
 	RunnerImage    string
 	Version        string
 	Progress       progress.Mode
-	Pull           ephemeral.PullOptions
+	Pull           vm.PullOptions
 }
 
 // DefaultSize is max(2 x image size, 4 GiB), in whole MiB.
@@ -63,9 +62,10 @@ func roundMiB(n int64) int64 { return (n + (1<<20 - 1)) &^ (1<<20 - 1) }
 
 // Run makes (or reuses) the disk. Dry runs print would-reuse or
 // would-regenerate on Out.
-func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams) (err error) {
+func Run(ctx context.Context, rt *vm.Runtime, o Options, st vm.Streams) (err error) {
+	pc := rt.Podman
 	status := progress.New(st.Err, o.Progress)
-	var cl ephemeral.Cleanups
+	var cl vm.Cleanups
 	defer func() {
 		status.End(err == nil)
 		err = cl.Finish(err)
@@ -93,7 +93,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 			return nil
 		}
 	} else {
-		img, err = ephemeral.Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status)
+		img, err = rt.Preflight(ctx, o.Image, o.RunnerImage, o.Pull, status)
 	}
 	if err != nil {
 		return err
@@ -162,32 +162,33 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 
 	work := "disk." + installFormat(format)
 	sp := o.VM
-	sp.Name = ephemeral.RandomName() + "-to-disk"
+	sp.Name = vm.RandomName() + "-to-disk"
 	sp.Disks = []spec.Disk{{File: work, Format: installFormat(format), Serial: Serial, CreateSize: size}}
-	vm, err := ephemeral.Launch(ctx, pc, ephemeral.Options{
-		Image: o.Image, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
-		Labels: map[string]string{LabelToDisk: "1"}, Pull: o.Pull, DisksDir: tmp, Preflighted: img, Owned: true,
+	vm.Report(rt.Prune(ctx))
+	installer, err := rt.Launch(ctx, vm.Config{
+		Image: o.Image, Preflighted: img, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
+		Labels: map[string]string{LabelToDisk: "1"}, DisksDir: tmp, Owned: true,
 	}, status, &cl)
 	if err != nil {
 		return err
 	}
-	if err := ephemeral.WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
+	if err := rt.WaitReady(ctx, installer.Name, installer.StateDir, o.ReadyTimeout, status); err != nil {
 		return err
 	}
-	if err := runInstall(ctx, pc, vm.Name, vm.StateDir, o, status); err != nil {
+	if err := runInstall(ctx, rt, installer.Name, installer.StateDir, o, status); err != nil {
 		return explainFull(err, filepath.Dir(disk), tmp)
 	}
 
 	status.Start("Powering off the installer VM")
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(ephemeral.StopTimeoutFor(sp)+30)*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(vm.StopTimeoutFor(sp)+30)*time.Second)
 	defer cancel()
-	if err := pc.Stop(sctx, vm.Name, ephemeral.StopTimeoutFor(sp)); err != nil {
+	if err := pc.Stop(sctx, installer.Name, vm.StopTimeoutFor(sp)); err != nil {
 		return err
 	}
-	if code, err := pc.Wait(sctx, vm.Name); err != nil {
+	if code, err := pc.Wait(sctx, installer.Name); err != nil {
 		return err
 	} else if code != 0 {
-		return fmt.Errorf("the installer VM did not power off cleanly (exit status %d), so the disk may be incomplete; see `podman logs %s`", code, vm.Name)
+		return fmt.Errorf("the installer VM did not power off cleanly (exit status %d), so the disk may be incomplete; see `podman logs %s`", code, installer.Name)
 	}
 
 	out := work
@@ -196,11 +197,11 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		name := sp.Name + "-convert"
 		cl.Add(func(ctx context.Context) error { return pc.Remove(ctx, name) })
 		final := "disk." + format
-		argv := append([]string{pc.Binary}, ConvertPodmanArgs(ConvertConfig{
+		args := ConvertPodmanArgs(ConvertConfig{
 			Name: name, RunnerImage: o.RunnerImage, Version: o.Version, Dir: tmp,
 			From: work, To: final, Format: format,
-		})...)
-		if err := command.Run(ctx, command.Cmd{Argv: argv, NewProcessGroup: true}); err != nil {
+		})
+		if err := pc.Attach(ctx, podman.Attached{Args: args}); err != nil {
 			return fmt.Errorf("converting the disk to %s: %w", format, err)
 		}
 		out = final
@@ -217,7 +218,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 
 // runInstall runs the installer in the VM, streaming its output, and
 // reports its status and last lines when it fails.
-func runInstall(ctx context.Context, pc *podman.Client, name, dir string, o Options, status *progress.Status) error {
+func runInstall(ctx context.Context, rt *vm.Runtime, name, dir string, o Options, status *progress.Status) error {
 	status.Start("Installing: " + strings.Join(InstallArgs(o.Install), " "))
 	tail := &lineTail{max: installTailLines, emit: status.Log}
 	timeout := o.InstallTimeout
@@ -226,8 +227,8 @@ func runInstall(ctx context.Context, pc *podman.Client, name, dir string, o Opti
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := ephemeral.ExplainLostVM(ictx, pc, name, dir, ephemeral.ExecSSH(ictx, pc, name, nil, InstallArgs(o.Install),
-		ephemeral.Streams{In: strings.NewReader(""), Out: tail, Err: tail}))
+	err := rt.ExplainLostVM(ictx, name, dir, rt.ExecSSH(ictx, name, nil, InstallArgs(o.Install),
+		vm.Streams{In: strings.NewReader(""), Out: tail, Err: tail}))
 	tail.flush()
 	if err == nil {
 		return nil
@@ -236,7 +237,7 @@ func runInstall(ctx context.Context, pc *podman.Client, name, dir string, o Opti
 	if lines := tail.lines(); len(lines) > 0 {
 		last = "\nLast installer output:\n  " + strings.Join(lines, "\n  ")
 	}
-	var ee *ephemeral.ExitError
+	var ee *vm.ExitError
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
