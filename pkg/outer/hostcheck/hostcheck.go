@@ -12,6 +12,7 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/vm"
+	"github.com/bcvk/bcvk/pkg/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -145,7 +146,7 @@ func Run(ctx context.Context, h Host) []Finding {
 			continue
 		}
 		free := int64(st.Bavail) * st.Bsize
-		detail := fmt.Sprintf("%s: %.1f GiB free in %s", d.what, float64(free)/(1<<30), d.path)
+		detail := fmt.Sprintf("%s: %s free in %s", d.what, units.BytesSize(free), d.path)
 		if free < MinFreeBytes {
 			add("disk space", Warning, detail, "free some space (podman system prune, old disk images)")
 		} else {
@@ -154,7 +155,7 @@ func Run(ctx context.Context, h Host) []Finding {
 	}
 
 	if avail, ok := memAvailable(h.MemInfo); ok {
-		detail := fmt.Sprintf("%.1f GiB available (a VM takes --memory, 2 GiB by default)", float64(avail)/(1<<30))
+		detail := fmt.Sprintf("%s available (a VM takes --memory, 2 GiB by default)", units.BytesSize(avail))
 		if avail < 5<<29 {
 			add("memory", Warning, detail, "give VMs less with --memory, or free memory")
 		} else {
