@@ -44,13 +44,13 @@ type machineFlags struct {
 	tlsVerify    bool
 }
 
-// register adds the flags; what names the VM in their help ("VM",
-// "installer VM").
-func (f *machineFlags) register(fs *pflag.FlagSet, what string) {
-	fs.StringVar(&f.memory, "memory", "2G", what+" memory: 4G, 2048M, or a plain number of MiB")
-	fs.IntVar(&f.vcpus, "vcpus", defaultVCPUs(), what+" CPUs (default: host CPUs, at most 4)")
+// register adds the flags; guest and machine name the VM in their help
+// ("guest", "VM"; to-disk's "installer VM" for both).
+func (f *machineFlags) register(fs *pflag.FlagSet, guest, machine string) {
+	fs.StringVar(&f.memory, "memory", "2G", guest+" memory: 4G, 2048M, or a plain number of MiB")
+	fs.IntVar(&f.vcpus, "vcpus", defaultVCPUs(), "number of "+guest+" CPUs (default: host CPUs, at most 4)")
 	fs.StringVar(&f.accel, "accel", spec.AccelAuto, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
-	fs.DurationVar(&f.readyTimeout, "timeout", vm.DefaultReadyTimeout, "how long to wait for the "+what+" to answer SSH")
+	fs.DurationVar(&f.readyTimeout, "timeout", vm.DefaultReadyTimeout, "how long to wait for the "+machine+" to answer SSH")
 	fs.StringVar(&f.pull, "pull", vm.PullMissing, "pull the image: missing, always or never")
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
 }
@@ -109,7 +109,7 @@ type vmFlags struct {
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
-	f.machineFlags.register(fs, "VM")
+	f.machineFlags.register(fs, "guest", "VM")
 	fs.StringVar(&f.name, "name", "", "name of the VM (default: bcvk-RANDOM)")
 	fs.StringArrayVar(&f.kargs, "karg", nil, "extra kernel argument (repeatable)")
 	fs.StringArrayVar(&f.binds, "bind", nil, "share a host directory into the guest: HOST[:GUEST-PATH] (default /mnt/BASENAME; repeatable)")

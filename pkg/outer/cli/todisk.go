@@ -70,7 +70,7 @@ Without --format, DISK's extension decides (.raw/.img, .qcow2, .vmdk, .vhdx,
 	fs.BoolVar(&f.dryRun, "dry-run", false, "only print would-reuse or would-regenerate")
 	fs.BoolVar(&f.overwrite, "overwrite", false, "replace DISK even when bcvk did not make it")
 	fs.DurationVar(&f.installTimeout, "install-timeout", todisk.DefaultInstallTimeout, "how long bootc install may take")
-	f.machineFlags.register(fs, "installer VM")
+	f.machineFlags.register(fs, "installer VM", "installer VM")
 	return c
 }
 
