@@ -199,7 +199,7 @@ func (r *Runtime) Prune(ctx context.Context) (Pruned, error) {
 	var p Pruned
 	cs, err := r.Podman.List(ctx, spec.LabelOwner)
 	if err != nil {
-		return p, err
+		return p, &listError{err}
 	}
 	var errs []error
 	for i, vd := range r.verdicts(ctx, cs) {
@@ -221,7 +221,8 @@ func (r *Runtime) Prune(ctx context.Context) (Pruned, error) {
 }
 
 // Report tells the user what Prune did, as warnings: removing a VM that
-// someone started is news.
+// someone started is news. A podman that cannot list containers is left to
+// the command's next podman call to report, so that it is said once.
 func Report(p Pruned, err error) {
 	for _, vm := range p.VMs {
 		logrus.Warnf("removed VM %s: the bcvk that started it (pid %s) was killed before it could", vm.Name, vm.OwnerPID)
@@ -229,7 +230,15 @@ func Report(p Pruned, err error) {
 			logrus.Warnf("could not remove the state directory of VM %s: %v", vm.Name, vm.StateDirErr)
 		}
 	}
-	if err != nil {
+	var le *listError
+	if err != nil && !errors.As(err, &le) {
 		logrus.Warnf("could not remove VMs left by a killed bcvk: %v", err)
 	}
 }
+
+// listError is a failure to list the containers: the command's own next
+// call to podman meets it too and reports it, so Report does not.
+type listError struct{ err error }
+
+func (e *listError) Error() string { return e.err.Error() }
+func (e *listError) Unwrap() error { return e.err }

@@ -17,6 +17,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
 )
 
 // testRuntime is a runtime on a fake podman, with a private state base and
@@ -215,5 +216,22 @@ func TestRemove(t *testing.T) {
 	}
 	if got := removals(pc.changes()); !slices.Equal(got, []string{"rm id-vm1"}) {
 		t.Errorf("removed %q", got)
+	}
+}
+
+// Report says what Prune removed, in the words users know; a podman that
+// cannot list is left to the command's own listing, so it is said once.
+func TestReport(t *testing.T) {
+	var buf strings.Builder
+	logrus.SetOutput(&buf)
+	t.Cleanup(func() { logrus.SetOutput(os.Stderr) })
+	Report(Pruned{VMs: []PrunedVM{{Name: "vm1", OwnerPID: "42"}}}, &listError{errors.New("podman ps: broken")})
+	if got := buf.String(); !strings.Contains(got, "removed VM vm1: the bcvk that started it (pid 42) was killed before it could") || strings.Contains(got, "broken") {
+		t.Fatalf("reported %q", got)
+	}
+	buf.Reset()
+	Report(Pruned{}, errors.New("rm failed"))
+	if got := buf.String(); !strings.Contains(got, "could not remove VMs left by a killed bcvk: rm failed") {
+		t.Fatalf("reported %q", got)
 	}
 }
