@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/bcvk/bcvk/pkg/tail"
 )
 
 // Clean removes every control sequence and control character but newline
@@ -30,10 +32,7 @@ func Tail(path string, n int) []string {
 			lines = append(lines, l)
 		}
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
+	return tail.Last(lines, n)
 }
 
 // readEnd returns at most the last max bytes of the file at path.

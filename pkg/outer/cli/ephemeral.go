@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
-	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/version"
 	"github.com/spf13/cobra"
@@ -33,29 +33,61 @@ func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
 	return c
 }
 
-// vmFlags are the VM options shared by the commands that boot one.
-type vmFlags struct {
-	name         string
+// machineFlags are the flags of every VM bcvk boots: `ephemeral run` and
+// `run-ssh` register them, and to-disk for its installer VM.
+type machineFlags struct {
 	memory       string
 	vcpus        int
-	kargs        []string
 	accel        string
 	readyTimeout time.Duration
-	binds        []string
-	roBinds      []string
 	pull         string
 	tlsVerify    bool
-	fast         bool
-	warm         bool
 }
 
-func (f *vmFlags) pullOptions() (ephemeral.PullOptions, error) {
+// register adds the flags; guest and machine name the VM in their help
+// ("guest", "VM"; to-disk's "installer VM" for both).
+func (f *machineFlags) register(fs *pflag.FlagSet, guest, machine string) {
+	fs.StringVar(&f.memory, "memory", "2G", guest+" memory: 4G, 2048M, or a plain number of MiB")
+	fs.IntVar(&f.vcpus, "vcpus", defaultVCPUs(), "number of "+guest+" CPUs (default: host CPUs, at most 4)")
+	fs.StringVar(&f.accel, "accel", spec.AccelAuto, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
+	fs.DurationVar(&f.readyTimeout, "timeout", vm.DefaultReadyTimeout, "how long to wait for the "+machine+" to answer SSH")
+	fs.StringVar(&f.pull, "pull", vm.PullMissing, "pull the image: missing, always or never")
+	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
+}
+
+func (f *machineFlags) pullOptions() (vm.PullOptions, error) {
 	switch f.pull {
-	case ephemeral.PullMissing, ephemeral.PullAlways, ephemeral.PullNever:
+	case vm.PullMissing, vm.PullAlways, vm.PullNever:
 	default:
-		return ephemeral.PullOptions{}, usageError{fmt.Errorf("--pull %q: use missing, always or never", f.pull)}
+		return vm.PullOptions{}, usageError{fmt.Errorf("--pull %q: use missing, always or never", f.pull)}
 	}
-	return ephemeral.PullOptions{Policy: f.pull, TLSVerify: f.tlsVerify}, nil
+	return vm.PullOptions{Policy: f.pull, TLSVerify: f.tlsVerify}, nil
+}
+
+// pullOpts returns the pull options; spec() has validated them.
+func (f *machineFlags) pullOpts() vm.PullOptions {
+	o, _ := f.pullOptions()
+	return o
+}
+
+// spec validates the flags into a Spec with the machine's size and
+// accelerator.
+func (f *machineFlags) spec() (spec.Spec, error) {
+	sp := spec.New()
+	mem, err := spec.ParseMemoryMiB(f.memory)
+	if err != nil {
+		return sp, usageError{fmt.Errorf("--memory: %w", err)}
+	}
+	sp.MemoryMiB = mem
+	sp.VCPUs = f.vcpus
+	sp.Accel = f.accel
+	if _, err := f.pullOptions(); err != nil {
+		return sp, err
+	}
+	if f.readyTimeout <= 0 {
+		return sp, usageError{fmt.Errorf("--timeout must be positive, e.g. 5m")}
+	}
+	return sp, nil
 }
 
 func defaultVCPUs() int {
@@ -64,17 +96,24 @@ func defaultVCPUs() int {
 	return min(runtime.NumCPU(), 4)
 }
 
+// vmFlags are an ephemeral VM's: the machine, its name, kernel arguments,
+// shares, fast boot and warm start.
+type vmFlags struct {
+	machineFlags
+	name    string
+	kargs   []string
+	binds   []string
+	roBinds []string
+	fast    bool
+	warm    bool
+}
+
 func (f *vmFlags) register(fs *pflag.FlagSet) {
+	f.machineFlags.register(fs, "guest", "VM")
 	fs.StringVar(&f.name, "name", "", "name of the VM (default: bcvk-RANDOM)")
-	fs.StringVar(&f.memory, "memory", "2G", "guest memory: 4G, 2048M, or a plain number of MiB")
-	fs.IntVar(&f.vcpus, "vcpus", defaultVCPUs(), "number of guest CPUs (default: host CPUs, at most 4)")
 	fs.StringArrayVar(&f.kargs, "karg", nil, "extra kernel argument (repeatable)")
-	fs.StringVar(&f.accel, "accel", spec.AccelAuto, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
-	fs.DurationVar(&f.readyTimeout, "timeout", ephemeral.DefaultReadyTimeout, "how long to wait for the VM to answer SSH")
 	fs.StringArrayVar(&f.binds, "bind", nil, "share a host directory into the guest: HOST[:GUEST-PATH] (default /mnt/BASENAME; repeatable)")
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
-	fs.StringVar(&f.pull, "pull", ephemeral.PullMissing, "pull the image: missing, always or never")
-	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
 	fs.BoolVar(&f.warm, "warm", false, "warm start: restore a VM saved after an earlier boot with the same image and options (the first run boots and saves it, about 220 MB in ~/.cache/bcvk/warm). Restored VMs are clones: same machine-id, host keys and random state; the clock is set on restore; no --bind")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
@@ -91,24 +130,14 @@ func fastHelp() string {
 // spec validates the flags into a Spec; every problem is reported at once,
 // before anything starts.
 func (f *vmFlags) spec() (spec.Spec, error) {
-	sp := spec.New()
-	sp.Name = f.name
-	mem, err := spec.ParseMemoryMiB(f.memory)
+	sp, err := f.machineFlags.spec()
 	if err != nil {
-		return sp, usageError{fmt.Errorf("--memory: %w", err)}
+		return sp, err
 	}
-	sp.MemoryMiB = mem
-	sp.VCPUs = f.vcpus
+	sp.Name = f.name
 	sp.KernelArgs = f.kargs
 	if f.fast {
 		sp.KernelArgs = append(spec.FastArgs(), f.kargs...)
-	}
-	sp.Accel = f.accel
-	if _, err := f.pullOptions(); err != nil {
-		return sp, err
-	}
-	if f.readyTimeout <= 0 {
-		return sp, usageError{fmt.Errorf("--timeout must be positive, e.g. 5m")}
 	}
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -147,27 +176,23 @@ and remove the VM and everything made for it on every exit path.
 stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 		Example: `  bcvk ephemeral run-ssh localhost/bcvk-sample:latest -- systemctl is-system-running
   bcvk ephemeral run-ssh --memory 4G --vcpus 2 quay.io/fedora/fedora-bootc:42`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 1 {
-				return usageError{fmt.Errorf("run-ssh needs an IMAGE\nSee '%s --help'.", cmd.CommandPath())}
-			}
-			return nil
-		},
+		Args: minArgs(1, "an IMAGE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sp, err := f.spec()
 			if err != nil {
 				return err
 			}
-			pc, err := podman.New()
+			rt, err := newRuntime()
 			if err != nil {
 				return err
 			}
-			return ephemeral.RunSSH(cmd.Context(), pc, ephemeral.Options{
-				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
-				RunnerImage: g.runnerImage, Version: version.Version,
-				Command: commandAfter(args[1:]), Progress: g.progressMode(st.Err),
-				Pull: f.pullOpts(), Warm: f.warm,
-			}, st)
+			return ephemeral.RunSSH(cmd.Context(), rt, ephemeral.Options{
+				Config: vm.Config{
+					Image: args[0], Spec: sp, RunnerImage: g.runnerImage, Version: version.Version, Warm: f.warm,
+				},
+				ReadyTimeout: f.readyTimeout, Command: commandAfter(args[1:]),
+				Progress: g.progressMode(st.Err), Pull: f.pullOpts(),
+			}, st.vm())
 		},
 	}
 	// Everything after IMAGE is the command, with or without "--".
@@ -183,10 +208,4 @@ func commandAfter(args []string) []string {
 		return args[1:]
 	}
 	return args
-}
-
-// pullOpts returns the pull options; spec() has validated them.
-func (f *vmFlags) pullOpts() ephemeral.PullOptions {
-	o, _ := f.pullOptions()
-	return o
 }

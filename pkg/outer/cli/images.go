@@ -7,6 +7,7 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/outer/images"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/units"
 	"github.com/spf13/cobra"
 )
 
@@ -33,7 +34,7 @@ func newImagesCommand(g *globals, st Streams) *cobra.Command {
 			tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 			for _, im := range imgs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Repository, im.Tag, shortID(im.ID), ago(im.Created), humanSize(im.Size))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", im.Repository, im.Tag, shortID(im.ID), ago(im.Created), units.HumanSize(im.Size))
 			}
 			return tw.Flush()
 		},
@@ -49,17 +50,4 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func humanSize(n int64) string {
-	const unit = 1000 // podman and docker print decimal sizes
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.3g %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }

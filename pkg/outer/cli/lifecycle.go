@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
-	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/version"
 	"github.com/spf13/cobra"
@@ -76,32 +76,34 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 			if f.execute != "" && (f.detach || f.console) {
 				return usageError{errors.New("--execute runs in the foreground and removes the VM: leave out -d and --console")}
 			}
-			pc, err := podman.New()
+			ctx := cmd.Context()
+			rt, err := newRuntime()
 			if err != nil {
 				return err
 			}
+			// What killed bcvks left goes first: its name may be free then.
+			vm.Report(rt.Prune(ctx))
 			if sp.Name != "" {
-				if _, err := ephemeral.Find(cmd.Context(), pc, sp.Name); err == nil {
+				if _, err := rt.Find(ctx, sp.Name); err == nil {
 					return fmt.Errorf("a VM named %q exists already: choose another --name or remove it (bcvk ephemeral rm -f %s)", sp.Name, sp.Name)
 				}
 			}
-			_ = ephemeral.PruneStateDirs(cmd.Context(), pc)
+			_ = rt.PruneStateDirs(ctx)
+			o := ephemeral.Options{
+				Config: vm.Config{
+					Image: args[0], Spec: sp, RunnerImage: g.runnerImage, Version: version.Version,
+					Labels: labels, Warm: f.warm,
+				},
+				ReadyTimeout: f.readyTimeout, Progress: g.progressMode(st.Err), Pull: f.pullOpts(), Pruned: true,
+			}
 			if f.execute != "" {
 				// Boot, run the command over SSH with its streams and exact
 				// status, and remove the VM: run-ssh with a shell command.
-				return ephemeral.RunSSH(cmd.Context(), pc, ephemeral.Options{
-					Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
-					RunnerImage: g.runnerImage, Version: version.Version,
-					Progress: g.progressMode(st.Err), Labels: labels, Pull: f.pullOpts(),
-					Command: []string{"/bin/sh", "-c", f.execute}, Warm: f.warm,
-				}, st)
+				o.Command = []string{"/bin/sh", "-c", f.execute}
+				return ephemeral.RunSSH(ctx, rt, o, st.vm())
 			}
-			return ephemeral.Run(cmd.Context(), pc, ephemeral.Options{
-				Image: args[0], Spec: sp, ReadyTimeout: f.readyTimeout,
-				RunnerImage: g.runnerImage, Version: version.Version,
-				Progress: g.progressMode(st.Err), Labels: labels, Remove: f.remove,
-				Pull: f.pullOpts(), Warm: f.warm,
-			}, ephemeral.RunMode{Detach: f.detach, Console: f.console}, st)
+			o.Remove = f.remove
+			return ephemeral.Run(ctx, rt, o, ephemeral.RunMode{Detach: f.detach, Console: f.console}, st.vm())
 		},
 	}
 	f.register(c.Flags())
@@ -114,19 +116,31 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 	return c
 }
 
-// findVM finds podman and the named VM.
-func findVM(ctx context.Context, name string) (*podman.Client, *ephemeral.VM, error) {
-	pc, err := podman.New()
+// findVM prunes what killed bcvks left, and says so, then finds the named
+// VM.
+func findVM(ctx context.Context, name string) (*vm.Runtime, *vm.VM, error) {
+	rt, err := newRuntime()
 	if err != nil {
 		return nil, nil, err
 	}
-	vm, err := ephemeral.Find(ctx, pc, name)
-	return pc, vm, err
+	vm.Report(rt.Prune(ctx))
+	v, err := rt.Find(ctx, name)
+	return rt, v, err
 }
 
+// exactArgs wants n arguments; names says which, for the error.
 func exactArgs(n int, names string) cobra.PositionalArgs {
+	return argCount(func(got int) bool { return got == n }, names)
+}
+
+// minArgs wants at least n arguments.
+func minArgs(n int, names string) cobra.PositionalArgs {
+	return argCount(func(got int) bool { return got >= n }, names)
+}
+
+func argCount(ok func(int) bool, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if len(args) != n {
+		if !ok(len(args)) {
 			return usageError{fmt.Errorf("%s needs %s\nSee '%s --help'.", cmd.Name(), names, cmd.CommandPath())}
 		}
 		return nil
@@ -171,23 +185,23 @@ func newSSHCommand(g *globals, st Streams) *cobra.Command {
 				return usageError{fmt.Errorf("put the command after \"--\": bcvk ephemeral ssh %s [SSH-OPTIONS] -- COMMAND", name)}
 			}
 			ctx := cmd.Context()
-			pc, vm, err := findVM(ctx, name)
+			rt, v, err := findVM(ctx, name)
 			if err != nil {
 				return err
 			}
-			if vm.State != "running" {
-				return fmt.Errorf("VM %q is not running (its container is %s): start a new one with `bcvk ephemeral run`", name, vm.State)
+			if v.State != "running" {
+				return fmt.Errorf("VM %q is not running (its container is %s): start a new one with `bcvk ephemeral run`", name, v.State)
 			}
-			if !vm.Ready {
+			if !v.Ready {
 				status := progress.New(st.Err, g.progressMode(st.Err))
 				status.Start("Waiting for " + name)
-				err := ephemeral.WaitReady(ctx, pc, name, vm.StateDir, ephemeral.DefaultReadyTimeout, status)
+				err := rt.WaitReady(ctx, name, v.StateDir, vm.DefaultReadyTimeout, status)
 				status.End(err == nil)
 				if err != nil {
 					return err
 				}
 			}
-			return ephemeral.ExecSSH(ctx, pc, name, opts, command, st)
+			return rt.ExecSSH(ctx, name, opts, command, st.vm())
 		},
 	}
 	return c
@@ -210,11 +224,13 @@ func newPsCommand(g *globals, st Streams) *cobra.Command {
 		Short: "List ephemeral VMs",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pc, err := podman.New()
+			ctx := cmd.Context()
+			rt, err := newRuntime()
 			if err != nil {
 				return err
 			}
-			vms, err := ephemeral.List(cmd.Context(), pc)
+			vm.Report(rt.Prune(ctx))
+			vms, err := rt.List(ctx)
 			if err != nil {
 				return err
 			}
@@ -268,18 +284,15 @@ func newRmCommand(g *globals, st Streams) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rm NAME...",
 		Short: "Remove ephemeral VMs (running ones with -f)",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{fmt.Errorf("rm needs the NAME of at least one VM\nSee '%s --help'.", cmd.CommandPath())}
-			}
-			return nil
-		},
+		Args:  minArgs(1, "the NAME of at least one VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pc, err := podman.New()
+			ctx := cmd.Context()
+			rt, err := newRuntime()
 			if err != nil {
 				return err
 			}
-			if err := ephemeral.Remove(cmd.Context(), pc, args, force); err != nil {
+			vm.Report(rt.Prune(ctx))
+			if err := rt.Remove(ctx, args, force); err != nil {
 				return err
 			}
 			for _, n := range args {
@@ -302,24 +315,25 @@ func newRmAllCommand(g *globals, st Streams) *cobra.Command {
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if warmCache {
-				n, err := ephemeral.RemoveWarmCache()
+				n, err := vm.CurrentHost().RemoveWarmCache()
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(st.Err, "Removed %d saved VM(s) of the warm-start cache\n", n)
 			}
-			pc, err := podman.New()
+			rt, err := newRuntime()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
+			vm.Report(rt.Prune(ctx))
 			if !force {
-				vms, err := ephemeral.List(ctx, pc)
+				vms, err := rt.List(ctx)
 				if err != nil {
 					return err
 				}
 				if len(vms) == 0 {
-					return ephemeral.PruneStateDirs(ctx, pc)
+					return rt.PruneStateDirs(ctx)
 				}
 				names := make([]string, len(vms))
 				for i, vm := range vms {
@@ -331,7 +345,7 @@ func newRmAllCommand(g *globals, st Streams) *cobra.Command {
 					return errors.New("nothing removed (answer y, or use -f)")
 				}
 			}
-			removed, err := ephemeral.RemoveAll(ctx, pc)
+			removed, err := rt.RemoveAll(ctx)
 			for _, n := range removed {
 				fmt.Fprintln(st.Out, n)
 			}
@@ -351,21 +365,21 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 		Args:  exactArgs(1, "the NAME of a VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			pc, vm, err := findVM(ctx, args[0])
+			rt, v, err := findVM(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			path := filepath.Join(vm.StateDir, spec.ConsoleFile)
+			path := filepath.Join(v.StateDir, spec.ConsoleFile)
 			stop := make(chan struct{})
-			if !follow || vm.State != "running" {
+			if !follow || v.State != "running" {
 				close(stop)
 			} else {
 				go func() {
-					_, _ = pc.Wait(ctx, vm.ID)
+					_, _ = rt.Podman.Wait(ctx, v.ID)
 					close(stop)
 				}()
 			}
-			return ephemeral.Follow(ctx, path, st.Out, stop)
+			return vm.Follow(ctx, path, st.Out, stop)
 		},
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the VM ends")
@@ -384,11 +398,11 @@ podman exec into the VM's container, so nothing listens on a host port.`,
   rsync -e 'ssh -F dev.sshconfig' -a dir/ dev:/srv/`,
 		Args: exactArgs(1, "the NAME of a VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pc, vm, err := findVM(cmd.Context(), args[0])
+			rt, v, err := findVM(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			conf, err := ephemeral.SSHConfig(pc.Binary, vm.Name, vm.StateDir)
+			conf, err := vm.SSHConfig(rt.Podman.Path(), v.Name, v.StateDir)
 			if err != nil {
 				return err
 			}

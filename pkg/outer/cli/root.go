@@ -11,8 +11,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/version"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -20,7 +21,50 @@ import (
 
 // Streams are where commands read and write: data on Out, progress and logs
 // on Err.
-type Streams = ephemeral.Streams
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// vm is the streams as the VM runtime passes them to a command in a VM.
+func (st Streams) vm() vm.Streams { return vm.Streams{In: st.In, Out: st.Out, Err: st.Err} }
+
+// ExitError ends bcvk with Code, and Message when there is more to say than
+// the command's own output already said.
+type ExitError struct {
+	Code    int
+	Message string
+}
+
+func (e *ExitError) Error() string {
+	if e.Message != "" {
+		return e.Message
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// exitStatus is the status that err asks bcvk to exit with: a command's
+// own, or a command's in a VM.
+func exitStatus(err error) (*ExitError, bool) {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee, true
+	}
+	var ve *vm.ExitError
+	if errors.As(err, &ve) {
+		return &ExitError{Code: ve.Code, Message: ve.Message}, true
+	}
+	return nil, false
+}
+
+// newRuntime finds podman and describes this host for the VM runtime.
+func newRuntime() (*vm.Runtime, error) {
+	pc, err := podman.New()
+	if err != nil {
+		return nil, err
+	}
+	return vm.New(pc, vm.CurrentHost()), nil
+}
 
 // globals are the flags every command has.
 type globals struct {
@@ -113,8 +157,7 @@ func Main(args []string, st Streams) int {
 	select {
 	case <-gotSig:
 		if err != nil {
-			var ee *ephemeral.ExitError
-			if !errors.As(err, &ee) && !errors.Is(err, context.Canceled) {
+			if _, ok := exitStatus(err); !ok && !errors.Is(err, context.Canceled) {
 				fmt.Fprintf(st.Err, "Error: %v\n", err)
 			}
 		}
@@ -125,8 +168,7 @@ func Main(args []string, st Streams) int {
 	if err == nil {
 		return 0
 	}
-	var ee *ephemeral.ExitError
-	if errors.As(err, &ee) {
+	if ee, ok := exitStatus(err); ok {
 		if ee.Message != "" {
 			fmt.Fprintf(st.Err, "Error: %s\n", strings.TrimSpace(ee.Message))
 		}

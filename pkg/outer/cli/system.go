@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 
-	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
 	"github.com/bcvk/bcvk/pkg/outer/hostcheck"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/spf13/cobra"
@@ -36,7 +35,7 @@ comes with a fix. The exit status is 1 when something stops bcvk from working.`,
 				}
 			}
 			if hostcheck.Failed(fs) {
-				return &ephemeral.ExitError{Code: 1}
+				return &ExitError{Code: 1}
 			}
 			return nil
 		},

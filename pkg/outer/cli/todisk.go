@@ -5,16 +5,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
-	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/todisk"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/version"
 	"github.com/spf13/cobra"
 )
 
-// toDiskFlags are to-disk's own options; the installer VM's come from vmFlags.
+// toDiskFlags are to-disk's own options on top of the installer VM's,
+// which are the machine flags of every VM.
 type toDiskFlags struct {
+	machineFlags
 	format         string
 	diskSize       string
 	filesystem     string
@@ -23,12 +23,6 @@ type toDiskFlags struct {
 	dryRun         bool
 	overwrite      bool
 	installTimeout time.Duration
-	memory         string
-	vcpus          int
-	accel          string
-	readyTimeout   time.Duration
-	pull           string
-	tlsVerify      bool
 }
 
 func newToDiskCommand(g *globals, st Streams) *cobra.Command {
@@ -53,23 +47,18 @@ Without --format, DISK's extension decides (.raw/.img, .qcow2, .vmdk, .vhdx,
 		Example: `  bcvk to-disk localhost/bcvk-sample:latest sample.qcow2
   bcvk to-disk --disk-size 20G --karg console=ttyS0 quay.io/fedora/fedora-bootc:42 fedora.raw
   bcvk to-disk --dry-run localhost/bcvk-sample:latest sample.qcow2`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 2 {
-				return usageError{fmt.Errorf("to-disk needs IMAGE and DISK\nSee '%s --help'.", cmd.CommandPath())}
-			}
-			return nil
-		},
+		Args: exactArgs(2, "IMAGE and DISK"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(args[0], args[1])
 			if err != nil {
 				return err
 			}
 			o.RunnerImage, o.Version, o.Progress = g.runnerImage, version.Version, g.progressMode(st.Err)
-			pc, err := podman.New()
+			rt, err := newRuntime()
 			if err != nil {
 				return err
 			}
-			return todisk.Run(cmd.Context(), pc, o, st)
+			return todisk.Run(cmd.Context(), rt, o, st.vm())
 		},
 	}
 	fs := c.Flags()
@@ -81,12 +70,7 @@ Without --format, DISK's extension decides (.raw/.img, .qcow2, .vmdk, .vhdx,
 	fs.BoolVar(&f.dryRun, "dry-run", false, "only print would-reuse or would-regenerate")
 	fs.BoolVar(&f.overwrite, "overwrite", false, "replace DISK even when bcvk did not make it")
 	fs.DurationVar(&f.installTimeout, "install-timeout", todisk.DefaultInstallTimeout, "how long bootc install may take")
-	fs.StringVar(&f.memory, "memory", "2G", "installer VM memory")
-	fs.IntVar(&f.vcpus, "vcpus", defaultVCPUs(), "installer VM CPUs (default: host CPUs, at most 4)")
-	fs.StringVar(&f.accel, "accel", spec.AccelAuto, "accelerator: auto, kvm or tcg")
-	fs.DurationVar(&f.readyTimeout, "timeout", ephemeral.DefaultReadyTimeout, "how long to wait for the installer VM to answer SSH")
-	fs.StringVar(&f.pull, "pull", ephemeral.PullMissing, "pull the image: missing, always or never")
-	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
+	f.machineFlags.register(fs, "installer VM", "installer VM")
 	return c
 }
 
@@ -118,12 +102,14 @@ func (f *toDiskFlags) options(image, disk string) (todisk.Options, error) {
 	if f.installTimeout <= 0 || f.readyTimeout <= 0 {
 		return bad(fmt.Errorf("--timeout and --install-timeout must be positive, e.g. 5m"))
 	}
-	vf := vmFlags{memory: f.memory, vcpus: f.vcpus, accel: f.accel, readyTimeout: f.readyTimeout, pull: f.pull, tlsVerify: f.tlsVerify}
-	sp, err := vf.spec()
+	sp, err := f.machineFlags.spec()
 	if err != nil {
 		return o, err
 	}
+	if err := sp.Validate(); err != nil {
+		return bad(err)
+	}
 	o.VM = sp
-	o.Pull = vf.pullOpts()
+	o.Pull = f.pullOpts()
 	return o, nil
 }

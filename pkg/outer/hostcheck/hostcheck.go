@@ -10,8 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
+	"github.com/bcvk/bcvk/pkg/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,20 +32,30 @@ type Finding struct {
 	Fix    string `json:"fix,omitempty"`
 }
 
+// Podman is what the checks ask of podman.
+type Podman interface {
+	Info(ctx context.Context) (*podman.Info, error)
+	ImageExists(ctx context.Context, ref string) (bool, error)
+}
+
 // Host is what the checks look at; tests replace parts of it.
 type Host struct {
-	Podman      *podman.Client // nil: podman is not installed
+	Podman      Podman // nil: podman is not installed
 	RunnerImage string
-	KVMDevice   string
+	// VM is the host as the VM runtime sees it: its devices, rlimits,
+	// state directories and KVM verdict.
+	VM          vm.Host
 	VsockDevice string
-	TunDevice   string
 	MemInfo     string
 }
 
-// DefaultHost is this machine.
+// DefaultHost is this machine; pc is nil when podman is not installed.
 func DefaultHost(pc *podman.Client, runner string) Host {
-	return Host{Podman: pc, RunnerImage: runner, KVMDevice: "/dev/kvm", VsockDevice: "/dev/vhost-vsock",
-		TunDevice: "/dev/net/tun", MemInfo: "/proc/meminfo"}
+	h := Host{RunnerImage: runner, VM: vm.CurrentHost(), VsockDevice: "/dev/vhost-vsock", MemInfo: "/proc/meminfo"}
+	if pc != nil {
+		h.Podman = pc
+	}
+	return h
 }
 
 // MinFreeBytes below which a directory bcvk writes to gets a warning.
@@ -85,7 +96,7 @@ func Run(ctx context.Context, h Host) []Finding {
 		}
 	}
 
-	nofile, nproc := ephemeral.Rlimits()
+	nofile, nproc := h.VM.NoFile, h.VM.NProc
 	if nofile < 16384 {
 		add("ulimits", Warning, fmt.Sprintf("hard nofile %d (virtiofsd holds a descriptor per open guest file)", nofile),
 			"raise the hard limit (limits.conf or systemd LimitNOFILE=) to 65536 or more")
@@ -93,17 +104,17 @@ func Run(ctx context.Context, h Host) []Finding {
 		add("ulimits", OK, fmt.Sprintf("nofile %d, nproc %d given to each VM container", nofile, nproc), "")
 	}
 
-	switch err := unix.Access(h.KVMDevice, unix.R_OK|unix.W_OK); {
+	switch err := unix.Access(h.VM.KVMDevice, unix.R_OK|unix.W_OK); {
 	case err == nil:
-		if _, failed := ephemeral.KVMVerdict(); failed {
-			add("kvm", Warning, h.KVMDevice+" is there, but KVM failed in a VM earlier in this host boot, so VMs use TCG software emulation (remembered until reboot)", "nested KVM often fails like this; run on bare metal or fix nested virtualisation in the hypervisor")
+		if _, failed := h.VM.KVMVerdict(); failed {
+			add("kvm", Warning, h.VM.KVMDevice+" is there, but KVM failed in a VM earlier in this host boot, so VMs use TCG software emulation (remembered until reboot)", "nested KVM often fails like this; run on bare metal or fix nested virtualisation in the hypervisor")
 		} else {
-			add("kvm", OK, h.KVMDevice+" usable (bcvk watches the first boot and falls back to TCG if it fails)", "")
+			add("kvm", OK, h.VM.KVMDevice+" usable (bcvk watches the first boot and falls back to TCG if it fails)", "")
 		}
 	case os.IsNotExist(err):
-		add("kvm", Warning, "no "+h.KVMDevice+": VMs use TCG software emulation, several times slower", "load kvm_intel or kvm_amd, or enable virtualisation in the firmware or hypervisor")
+		add("kvm", Warning, "no "+h.VM.KVMDevice+": VMs use TCG software emulation, several times slower", "load kvm_intel or kvm_amd, or enable virtualisation in the firmware or hypervisor")
 	default:
-		add("kvm", Warning, h.KVMDevice+" is not accessible to you: "+err.Error(), "add yourself to the kvm group (usermod -aG kvm USER) and log in again")
+		add("kvm", Warning, h.VM.KVMDevice+" is not accessible to you: "+err.Error(), "add yourself to the kvm group (usermod -aG kvm USER) and log in again")
 	}
 
 	if _, err := os.Stat(h.VsockDevice); err == nil {
@@ -112,16 +123,16 @@ func Run(ctx context.Context, h Host) []Finding {
 		add("vsock", Info, "no "+h.VsockDevice+"; not needed: SSH goes through podman exec and QEMU's loopback forward", "")
 	}
 
-	if os.Geteuid() != 0 {
-		if err := unix.Access(h.TunDevice, unix.R_OK|unix.W_OK); err != nil {
-			add("network", Warning, h.TunDevice+" is not usable by you, so rootless VM containers get no network (SSH still works)", "as root: chmod 0666 "+h.TunDevice)
+	if h.VM.EUID != 0 {
+		if err := unix.Access(h.VM.TunDevice, unix.R_OK|unix.W_OK); err != nil {
+			add("network", Warning, h.VM.TunDevice+" is not usable by you, so rootless VM containers get no network (SSH still works)", "as root: chmod 0666 "+h.VM.TunDevice)
 		} else {
-			add("network", OK, h.TunDevice+" usable", "")
+			add("network", OK, h.VM.TunDevice+" usable", "")
 		}
 	}
 
 	dirs := []struct{ what, path string }{}
-	if base, err := ephemeral.StateBase(); err == nil {
+	if base, err := h.VM.StateBase(); err == nil {
 		dirs = append(dirs, struct{ what, path string }{"VM state", base})
 	} else {
 		add("state directory", Error, err.Error(), "")
@@ -135,7 +146,7 @@ func Run(ctx context.Context, h Host) []Finding {
 			continue
 		}
 		free := int64(st.Bavail) * st.Bsize
-		detail := fmt.Sprintf("%s: %.1f GiB free in %s", d.what, float64(free)/(1<<30), d.path)
+		detail := fmt.Sprintf("%s: %s free in %s", d.what, units.BytesSize(free), d.path)
 		if free < MinFreeBytes {
 			add("disk space", Warning, detail, "free some space (podman system prune, old disk images)")
 		} else {
@@ -144,7 +155,7 @@ func Run(ctx context.Context, h Host) []Finding {
 	}
 
 	if avail, ok := memAvailable(h.MemInfo); ok {
-		detail := fmt.Sprintf("%.1f GiB available (a VM takes --memory, 2 GiB by default)", float64(avail)/(1<<30))
+		detail := fmt.Sprintf("%s available (a VM takes --memory, 2 GiB by default)", units.BytesSize(avail))
 		if avail < 5<<29 {
 			add("memory", Warning, detail, "give VMs less with --memory, or free memory")
 		} else {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bcvk/bcvk/pkg/outer/vm"
 )
 
 func TestRunReportsWhatIsMissing(t *testing.T) {
@@ -15,8 +17,9 @@ func TestRunReportsWhatIsMissing(t *testing.T) {
 	if err := os.WriteFile(mem, []byte("MemTotal: 4000000 kB\nMemAvailable: 1048576 kB\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fs := Run(context.Background(), Host{KVMDevice: filepath.Join(dir, "kvm"), VsockDevice: filepath.Join(dir, "vsock"),
-		TunDevice: filepath.Join(dir, "tun"), MemInfo: mem})
+	h := Host{VM: vm.CurrentHost(), VsockDevice: filepath.Join(dir, "vsock"), MemInfo: mem}
+	h.VM.KVMDevice, h.VM.TunDevice = filepath.Join(dir, "kvm"), filepath.Join(dir, "tun")
+	fs := Run(context.Background(), h)
 	got := map[string]Finding{}
 	for _, f := range fs {
 		got[f.Item] = f

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,34 @@ func New() (*Client, error) {
 }
 
 func (c *Client) argv(args ...string) []string { return append([]string{c.Binary}, args...) }
+
+// Path is the podman binary.
+func (c *Client) Path() string { return c.Binary }
+
+// Attached is a podman call with the caller's streams.
+type Attached struct {
+	Args []string
+	// Display replaces Args in error messages when Args hold something
+	// that must not appear there (see command.Cmd).
+	Display        []string
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Foreground leaves podman in the terminal's process group, for an
+	// interactive session; otherwise bcvk handles Ctrl-C itself.
+	Foreground bool
+}
+
+// Attach runs podman with a's arguments and streams and waits.
+func (c *Client) Attach(ctx context.Context, a Attached) error {
+	var display []string
+	if a.Display != nil {
+		display = c.argv(a.Display...)
+	}
+	return command.Run(ctx, command.Cmd{
+		Argv: c.argv(a.Args...), Display: display, Stdin: a.Stdin, Stdout: a.Stdout, Stderr: a.Stderr,
+		NewProcessGroup: !a.Foreground,
+	})
+}
 
 // Output runs podman with args and returns stdout.
 func (c *Client) Output(ctx context.Context, args ...string) ([]byte, error) {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // Mode of display.
@@ -30,12 +30,16 @@ func ModeFor(w io.Writer, quiet bool) Mode {
 	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return Plain
 	}
-	if f, ok := w.(*os.File); ok {
-		if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
-			return Spinner
-		}
+	if IsTerminal(w) {
+		return Spinner
 	}
 	return Plain
+}
+
+// IsTerminal reports whether v is a file open on a terminal.
+func IsTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Status shows one step at a time.

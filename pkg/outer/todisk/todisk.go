@@ -1,22 +1,20 @@
 package todisk
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/bcvk/bcvk/pkg/command"
-	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/bcvk/bcvk/pkg/tail"
+	"github.com/bcvk/bcvk/pkg/units"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +30,8 @@ const (
 	overhead int64 = 384 << 20
 	// installTailLines of the installer's output go into its error.
 	installTailLines = 15
+	// maxLineBytes of one line of the installer's output are kept.
+	maxLineBytes = 4096
 )
 
 // Options for Run.
@@ -51,7 +51,7 @@ type Options struct {
 	RunnerImage    string
 	Version        string
 	Progress       progress.Mode
-	Pull           ephemeral.PullOptions
+	Pull           vm.PullOptions
 }
 
 // DefaultSize is max(2 x image size, 4 GiB), in whole MiB.
@@ -63,9 +63,10 @@ func roundMiB(n int64) int64 { return (n + (1<<20 - 1)) &^ (1<<20 - 1) }
 
 // Run makes (or reuses) the disk. Dry runs print would-reuse or
 // would-regenerate on Out.
-func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams) (err error) {
+func Run(ctx context.Context, rt *vm.Runtime, o Options, st vm.Streams) (err error) {
+	pc := rt.Podman
 	status := progress.New(st.Err, o.Progress)
-	var cl ephemeral.Cleanups
+	var cl vm.Cleanups
 	defer func() {
 		status.End(err == nil)
 		err = cl.Finish(err)
@@ -93,7 +94,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 			return nil
 		}
 	} else {
-		img, err = ephemeral.Preflight(ctx, pc, o.Image, o.RunnerImage, o.Pull, status)
+		img, err = rt.Preflight(ctx, o.Image, o.RunnerImage, o.Pull, status)
 	}
 	if err != nil {
 		return err
@@ -109,7 +110,7 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 	if o.Install.RootSize != "" {
 		rs, _ := spec.ParseSize(o.Install.RootSize, 1) // validated by the caller
 		if rs > size-(130<<20) {
-			return fmt.Errorf("--root-size %s does not fit on a %s disk (the boot partitions take 128 MiB)", o.Install.RootSize, human(size))
+			return fmt.Errorf("--root-size %s does not fit on a %s disk (the boot partitions take 128 MiB)", o.Install.RootSize, units.BytesSize(size))
 		}
 	}
 	key := Key{
@@ -162,32 +163,33 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 
 	work := "disk." + installFormat(format)
 	sp := o.VM
-	sp.Name = ephemeral.RandomName() + "-to-disk"
+	sp.Name = vm.RandomName() + "-to-disk"
 	sp.Disks = []spec.Disk{{File: work, Format: installFormat(format), Serial: Serial, CreateSize: size}}
-	vm, err := ephemeral.Launch(ctx, pc, ephemeral.Options{
-		Image: o.Image, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
-		Labels: map[string]string{LabelToDisk: "1"}, Pull: o.Pull, DisksDir: tmp, Preflighted: img, Owned: true,
+	vm.Report(rt.Prune(ctx))
+	installer, err := rt.Launch(ctx, vm.Config{
+		Image: o.Image, Preflighted: img, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
+		Labels: map[string]string{LabelToDisk: "1"}, DisksDir: tmp, Owned: true,
 	}, status, &cl)
 	if err != nil {
 		return err
 	}
-	if err := ephemeral.WaitReady(ctx, pc, vm.Name, vm.StateDir, o.ReadyTimeout, status); err != nil {
+	if err := rt.WaitReady(ctx, installer.Name, installer.StateDir, o.ReadyTimeout, status); err != nil {
 		return err
 	}
-	if err := runInstall(ctx, pc, vm.Name, vm.StateDir, o, status); err != nil {
+	if err := runInstall(ctx, rt, installer.Name, installer.StateDir, o, status); err != nil {
 		return explainFull(err, filepath.Dir(disk), tmp)
 	}
 
 	status.Start("Powering off the installer VM")
-	sctx, cancel := context.WithTimeout(ctx, time.Duration(ephemeral.StopTimeoutFor(sp)+30)*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, time.Duration(vm.StopTimeoutFor(sp)+30)*time.Second)
 	defer cancel()
-	if err := pc.Stop(sctx, vm.Name, ephemeral.StopTimeoutFor(sp)); err != nil {
+	if err := pc.Stop(sctx, installer.Name, vm.StopTimeoutFor(sp)); err != nil {
 		return err
 	}
-	if code, err := pc.Wait(sctx, vm.Name); err != nil {
+	if code, err := pc.Wait(sctx, installer.Name); err != nil {
 		return err
 	} else if code != 0 {
-		return fmt.Errorf("the installer VM did not power off cleanly (exit status %d), so the disk may be incomplete; see `podman logs %s`", code, vm.Name)
+		return fmt.Errorf("the installer VM did not power off cleanly (exit status %d), so the disk may be incomplete; see `podman logs %s`", code, installer.Name)
 	}
 
 	out := work
@@ -196,11 +198,11 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		name := sp.Name + "-convert"
 		cl.Add(func(ctx context.Context) error { return pc.Remove(ctx, name) })
 		final := "disk." + format
-		argv := append([]string{pc.Binary}, ConvertPodmanArgs(ConvertConfig{
+		args := ConvertPodmanArgs(ConvertConfig{
 			Name: name, RunnerImage: o.RunnerImage, Version: o.Version, Dir: tmp,
 			From: work, To: final, Format: format,
-		})...)
-		if err := command.Run(ctx, command.Cmd{Argv: argv, NewProcessGroup: true}); err != nil {
+		})
+		if err := pc.Attach(ctx, podman.Attached{Args: args}); err != nil {
 			return fmt.Errorf("converting the disk to %s: %w", format, err)
 		}
 		out = final
@@ -211,32 +213,32 @@ func Run(ctx context.Context, pc *podman.Client, o Options, st ephemeral.Streams
 		return err
 	}
 	status.End(true)
-	fmt.Fprintf(st.Err, "Wrote %s (%s, %s) from %s in %.0fs\n", o.Disk, format, human(size), o.Image, time.Since(start).Seconds())
+	fmt.Fprintf(st.Err, "Wrote %s (%s, %s) from %s in %.0fs\n", o.Disk, format, units.BytesSize(size), o.Image, time.Since(start).Seconds())
 	return nil
 }
 
 // runInstall runs the installer in the VM, streaming its output, and
 // reports its status and last lines when it fails.
-func runInstall(ctx context.Context, pc *podman.Client, name, dir string, o Options, status *progress.Status) error {
+func runInstall(ctx context.Context, rt *vm.Runtime, name, dir string, o Options, status *progress.Status) error {
 	status.Start("Installing: " + strings.Join(InstallArgs(o.Install), " "))
-	tail := &lineTail{max: installTailLines, emit: status.Log}
+	out := tail.New(installTailLines, maxLineBytes, status.Log)
 	timeout := o.InstallTimeout
 	if timeout <= 0 {
 		timeout = DefaultInstallTimeout
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := ephemeral.ExplainLostVM(ictx, pc, name, dir, ephemeral.ExecSSH(ictx, pc, name, nil, InstallArgs(o.Install),
-		ephemeral.Streams{In: strings.NewReader(""), Out: tail, Err: tail}))
-	tail.flush()
+	err := rt.ExplainLostVM(ictx, name, dir, rt.ExecSSH(ictx, name, nil, InstallArgs(o.Install),
+		vm.Streams{In: strings.NewReader(""), Out: out, Err: out}))
+	out.Flush()
 	if err == nil {
 		return nil
 	}
 	last := ""
-	if lines := tail.lines(); len(lines) > 0 {
+	if lines := out.Lines(); len(lines) > 0 {
 		last = "\nLast installer output:\n  " + strings.Join(lines, "\n  ")
 	}
-	var ee *ephemeral.ExitError
+	var ee *vm.ExitError
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
@@ -315,7 +317,7 @@ func finish(work, name, disk string, key Key) error {
 func checkSize(size, imageSize int64, image string) error {
 	if need := roundMiB(imageSize + overhead); size < need {
 		return fmt.Errorf("--disk-size %s is too small for %s (%s): give at least %s",
-			human(size), image, human(imageSize), human(need))
+			units.BytesSize(size), image, units.BytesSize(imageSize), units.BytesSize(need))
 	}
 	return nil
 }
@@ -338,7 +340,7 @@ const nearlyFull = 64 << 20
 // (nearly) full.
 func explainFull(err error, dir, work string) error {
 	if free, ferr := freeSpace(work); ferr == nil && free < nearlyFull {
-		return fmt.Errorf("%s ran out of space during the install (%s free now): the disk's writes failed, which the installer saw as I/O errors; free some space or write the disk elsewhere\n%w", dir, human(free), err)
+		return fmt.Errorf("%s ran out of space during the install (%s free now): the disk's writes failed, which the installer saw as I/O errors; free some space or write the disk elsewhere\n%w", dir, units.BytesSize(free), err)
 	}
 	return err
 }
@@ -355,7 +357,7 @@ func checkSpace(dir string, imageSize int64, format string) error {
 		need *= 2
 	}
 	if free < need {
-		return fmt.Errorf("not enough free space in %s: %s free, about %s needed; free some space or write the disk elsewhere", dir, human(free), human(need))
+		return fmt.Errorf("not enough free space in %s: %s free, about %s needed; free some space or write the disk elsewhere", dir, units.BytesSize(free), units.BytesSize(need))
 	}
 	return nil
 }
@@ -373,83 +375,3 @@ func shortDigest(img *podman.Image) string {
 	}
 	return d
 }
-
-// human prints a size in the largest binary unit that keeps one decimal.
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-// lineTail passes complete lines to emit and keeps the last max of them.
-// ssh's stdout and stderr are copied by two goroutines, so it locks; a line
-// is cut at maxLineBytes, so output without newlines (a progress bar) costs
-// bounded memory and time linear in its size.
-type lineTail struct {
-	max  int
-	emit func(string)
-
-	mu      sync.Mutex
-	partial []byte
-	cut     bool // the partial line was longer than maxLineBytes
-	last    []string
-}
-
-// maxLineBytes of one line are kept; the rest is dropped.
-const maxLineBytes = 4096
-
-func (t *lineTail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := len(p)
-	for {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			t.add(p)
-			return n, nil
-		}
-		t.add(p[:i])
-		t.endLine()
-		p = p[i+1:]
-	}
-}
-
-func (t *lineTail) add(b []byte) {
-	if room := maxLineBytes - len(t.partial); len(b) > room {
-		b, t.cut = b[:room], true
-	}
-	t.partial = append(t.partial, b...)
-}
-
-func (t *lineTail) endLine() {
-	l := strings.TrimRight(string(t.partial), "\r")
-	if t.cut {
-		l += " [line cut]"
-	}
-	t.partial, t.cut = t.partial[:0], false
-	t.emit(l)
-	t.last = append(t.last, l)
-	if len(t.last) > t.max {
-		t.last = t.last[len(t.last)-t.max:]
-	}
-}
-
-func (t *lineTail) flush() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.partial) > 0 || t.cut {
-		t.endLine()
-	}
-}
-
-func (t *lineTail) lines() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]string(nil), t.last...)
-}
-
-var _ io.Writer = (*lineTail)(nil)

@@ -114,17 +114,6 @@ func setKey(t *testing.T, path string, key Key) {
 	}
 }
 
-func TestLineTail(t *testing.T) {
-	var seen []string
-	lt := &lineTail{max: 2, emit: func(l string) { seen = append(seen, l) }}
-	lt.Write([]byte("one\ntw"))
-	lt.Write([]byte("o\r\nthree"))
-	lt.flush()
-	if !reflect.DeepEqual(seen, []string{"one", "two", "three"}) || !reflect.DeepEqual(lt.lines(), []string{"two", "three"}) {
-		t.Fatalf("seen %q, kept %q", seen, lt.lines())
-	}
-}
-
 func FuzzInstallOptions(f *testing.F) {
 	f.Add("ext4", "3G", "quiet", "disk.qcow2", "")
 	f.Add("nosuchfs", "x", "a b", "d.VHD", "vdi")

@@ -1,12 +1,10 @@
 package todisk
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -104,55 +102,5 @@ func TestFinishMovesDiskIntoPlace(t *testing.T) {
 	}
 	if v, err := Decide(dest, testKey); err != nil || v.Decision != Reuse {
 		t.Fatalf("the finished disk is not reused: %+v %v", v, err)
-	}
-}
-
-// 64 MiB without a newline, written as io.Copy writes it: the partial line
-// never grows past maxLineBytes (the old tail copied all of it on every
-// write), and the line comes out cut and marked.
-func TestLineTailBoundsALongLine(t *testing.T) {
-	var seen []string
-	lt := &lineTail{max: 3, emit: func(l string) { seen = append(seen, l) }}
-	chunk := bytes.Repeat([]byte("x"), 32<<10)
-	for range (64 << 20) / len(chunk) {
-		if n, err := lt.Write(chunk); n != len(chunk) || err != nil {
-			t.Fatalf("Write = %d, %v", n, err)
-		}
-		if len(lt.partial) > maxLineBytes {
-			t.Fatalf("partial line holds %d bytes", len(lt.partial))
-		}
-	}
-	lt.Write([]byte("\nend\r\nlast"))
-	lt.flush()
-	want := []string{strings.Repeat("x", maxLineBytes) + " [line cut]", "end", "last"}
-	if strings.Join(seen, "|") != strings.Join(want, "|") || strings.Join(lt.lines(), "|") != strings.Join(want, "|") {
-		t.Fatalf("seen %d lines: %.40q...", len(seen), seen)
-	}
-}
-
-// ssh's stdout and stderr reach the tail from two goroutines (run with
-// -race): every line arrives whole.
-func TestLineTailConcurrentWrites(t *testing.T) {
-	var seen []string // emit runs under the tail's lock
-	lt := &lineTail{max: 5, emit: func(l string) { seen = append(seen, l) }}
-	var wg sync.WaitGroup
-	for _, s := range []string{"out\n", "err\n"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 1000 {
-				lt.Write([]byte(s))
-			}
-		}()
-	}
-	wg.Wait()
-	lt.flush()
-	if len(seen) != 2000 || len(lt.lines()) != 5 {
-		t.Fatalf("%d lines seen, %d kept", len(seen), len(lt.lines()))
-	}
-	for _, l := range seen {
-		if l != "out" && l != "err" {
-			t.Fatalf("line %q", l)
-		}
 	}
 }

@@ -1,11 +1,10 @@
-package ephemeral
+package vm
 
 import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/outer/privdir"
@@ -26,25 +25,17 @@ type kvmVerdict struct {
 	Time   time.Time `json:"time"`
 }
 
-func bootID() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // ResolveAccel turns auto into tcg when KVM was found unusable earlier in
 // this host boot, and says so.
-func ResolveAccel(sp *spec.Spec) {
+func (r *Runtime) ResolveAccel(sp *spec.Spec) {
 	if sp.Accel != spec.AccelAuto {
 		return
 	}
-	base, err := StateBase()
+	base, err := r.Host.StateBase()
 	if err != nil {
 		return
 	}
-	reason, failed := verdictIn(base)
+	reason, failed := r.Host.verdictIn(base)
 	if !failed {
 		return
 	}
@@ -55,12 +46,12 @@ func ResolveAccel(sp *spec.Spec) {
 // RememberKVMUnusable records that KVM failed on this host boot. The file
 // is written whole under a fresh random name, never through a symlink, and
 // renamed into place (rename replaces a symlink, not its target).
-func RememberKVMUnusable(reason string) {
-	base, err := StateBase()
+func (h Host) RememberKVMUnusable(reason string) {
+	base, err := h.StateBase()
 	if err != nil {
 		return
 	}
-	b, _ := json.Marshal(kvmVerdict{BootID: bootID(), Reason: reason, Time: time.Now().UTC()})
+	b, _ := json.Marshal(kvmVerdict{BootID: h.BootID, Reason: reason, Time: time.Now().UTC()})
 	tmp := "." + kvmVerdictFile + "-" + rand.Text()
 	f, err := privdir.CreateFile(base, tmp, 0o600)
 	if err != nil {
@@ -82,22 +73,22 @@ func RememberKVMUnusable(reason string) {
 const maxVerdictSize = 64 << 10
 
 // KVMVerdict returns why KVM failed earlier in this host boot, if it did.
-func KVMVerdict() (reason string, failed bool) {
-	base, err := StateBase()
+func (h Host) KVMVerdict() (reason string, failed bool) {
+	base, err := h.StateBase()
 	if err != nil {
 		return "", false
 	}
-	return verdictIn(base)
+	return h.verdictIn(base)
 }
 
 // verdictIn reads the verdict in base, never through a symlink.
-func verdictIn(base string) (reason string, failed bool) {
+func (h Host) verdictIn(base string) (reason string, failed bool) {
 	b, err := privdir.ReadFile(base, kvmVerdictFile, maxVerdictSize)
 	if err != nil {
 		return "", false
 	}
 	var v kvmVerdict
-	if json.Unmarshal(b, &v) != nil || v.BootID == "" || v.BootID != bootID() {
+	if json.Unmarshal(b, &v) != nil || v.BootID == "" || v.BootID != h.BootID {
 		return "", false
 	}
 	return v.Reason, true

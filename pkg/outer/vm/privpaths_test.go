@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"encoding/json"
@@ -60,15 +60,15 @@ func TestStateBaseRefusesPlantedSymlink(t *testing.T) {
 	etc, runtime := victim(t), t.TempDir()
 	plant(t, etc, filepath.Join(runtime, "bcvk"), -1)
 	t.Setenv("XDG_RUNTIME_DIR", runtime)
-	_, err := StateBase()
+	_, err := CurrentHost().StateBase()
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(runtime, "bcvk")+": it is a symlink") || !strings.Contains(err.Error(), "unset it") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := NewStateDir("vm"); err == nil {
+	if _, err := CurrentHost().NewStateDir("vm"); err == nil {
 		t.Fatal("made a state directory through the symlink")
 	}
-	_ = removeStateDir(filepath.Join(runtime, "bcvk", "vm-1"))
-	RememberKVMUnusable("test")
+	_ = New(nil, CurrentHost()).removeStateDir(filepath.Join(runtime, "bcvk", "vm-1"))
+	CurrentHost().RememberKVMUnusable("test")
 	untouched(t, etc)
 }
 
@@ -84,17 +84,17 @@ func TestStateBaseAsRootRefusesAUsersRuntimeDir(t *testing.T) {
 	}
 	plant(t, etc, filepath.Join(runtime, "bcvk"), 1000)
 	t.Setenv("XDG_RUNTIME_DIR", runtime)
-	_, err := StateBase()
+	_, err := CurrentHost().StateBase()
 	if err == nil || !strings.Contains(err.Error(), runtime+": it belongs to uid 1000") || !strings.Contains(err.Error(), "sudo -i") {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := NewStateDir("vm"); err == nil {
+	if _, err := CurrentHost().NewStateDir("vm"); err == nil {
 		t.Fatal("made a state directory in another user's runtime dir")
 	}
-	if err := removeStateDir(filepath.Join(runtime, "bcvk", "vm-1")); err == nil {
+	if err := New(nil, CurrentHost()).removeStateDir(filepath.Join(runtime, "bcvk", "vm-1")); err == nil {
 		t.Fatal("removeStateDir went ahead")
 	}
-	RememberKVMUnusable("test")
+	CurrentHost().RememberKVMUnusable("test")
 	untouched(t, etc)
 }
 
@@ -104,21 +104,21 @@ func TestStateBaseAsRootRefusesAUsersRuntimeDir(t *testing.T) {
 func TestKVMVerdictNeverThroughSymlinks(t *testing.T) {
 	etc, runtime, planted := victim(t), t.TempDir(), t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", runtime)
-	base, err := StateBase()
+	base, err := CurrentHost().StateBase()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(kvmVerdict{BootID: bootID(), Reason: "planted"})
+	b, _ := json.Marshal(kvmVerdict{BootID: CurrentHost().BootID, Reason: "planted"})
 	if err := os.WriteFile(filepath.Join(planted, "verdict"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	plant(t, filepath.Join(planted, "verdict"), filepath.Join(base, kvmVerdictFile), -1)
 	plant(t, filepath.Join(etc, "passwd"), filepath.Join(base, kvmVerdictFile+".tmp"), -1)
-	if reason, failed := KVMVerdict(); failed {
+	if reason, failed := CurrentHost().KVMVerdict(); failed {
 		t.Fatalf("believed a verdict through a symlink: %q", reason)
 	}
-	RememberKVMUnusable("nested KVM")
-	if reason, failed := KVMVerdict(); !failed || reason != "nested KVM" {
+	CurrentHost().RememberKVMUnusable("nested KVM")
+	if reason, failed := CurrentHost().KVMVerdict(); !failed || reason != "nested KVM" {
 		t.Fatalf("verdict %q, %v", reason, failed)
 	}
 	if fi, err := os.Lstat(filepath.Join(base, kvmVerdictFile)); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 {
@@ -137,7 +137,7 @@ func TestWarmRefusesPlantedSymlink(t *testing.T) {
 	warm := filepath.Join(cache, "bcvk", "warm")
 	plant(t, etc, warm, -1)
 	t.Setenv("XDG_CACHE_HOME", cache)
-	if _, err := WarmBase(); err == nil || !strings.Contains(err.Error(), warm+": it is a symlink") || !strings.Contains(err.Error(), "XDG_CACHE_HOME") {
+	if _, err := CurrentHost().WarmBase(); err == nil || !strings.Contains(err.Error(), warm+": it is a symlink") || !strings.Contains(err.Error(), "XDG_CACHE_HOME") {
 		t.Fatalf("got %v", err)
 	}
 	pruneWarm(warm, 1)
@@ -153,7 +153,7 @@ func TestWarmBaseAsRootRefusesAUsersCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_CACHE_HOME", cache)
-	if _, err := WarmBase(); err == nil || !strings.Contains(err.Error(), "belongs to uid 1000") || !strings.Contains(err.Error(), "sudo -i") {
+	if _, err := CurrentHost().WarmBase(); err == nil || !strings.Contains(err.Error(), "belongs to uid 1000") || !strings.Contains(err.Error(), "sudo -i") {
 		t.Fatalf("got %v", err)
 	}
 	if entries, _ := os.ReadDir(cache); len(entries) != 0 {

@@ -1,6 +1,4 @@
-// Package ephemeral starts ephemeral VMs: a runner container per VM, with
-// the bootc image mounted read-only, and the VM inside it.
-package ephemeral
+package vm
 
 import (
 	"errors"

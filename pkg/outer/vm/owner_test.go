@@ -1,7 +1,6 @@
-package ephemeral
+package vm
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -19,16 +18,17 @@ import (
 const deadPID = 999999999 // above any pid_max
 
 func TestOwnerLabelNamesThisProcess(t *testing.T) {
-	if owner(false) != "" {
+	h := CurrentHost()
+	if h.owner(false) != "" {
 		t.Fatal("unowned container got a label")
 	}
-	parts := strings.Split(owner(true), "@")
-	st, err := procStart(os.Getpid())
+	parts := strings.Split(h.owner(true), "@")
+	st, err := procStart("/proc", os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{fmt.Sprint(os.Getpid()), bootID(), fmt.Sprint(st), pidNamespace()}
-	if !slices.Equal(parts, want) || pidNamespace() == "" {
+	want := []string{fmt.Sprint(os.Getpid()), h.BootID, fmt.Sprint(st), h.PIDNamespace}
+	if !slices.Equal(parts, want) || h.PIDNamespace == "" || h.BootID == "" {
 		t.Fatalf("label %q, want %q", parts, want)
 	}
 }
@@ -50,8 +50,8 @@ func ourContainer(t *testing.T, v hostView, name, ownerLabel string) podman.Cont
 // Only an owner that provably died, of a container that bcvk provably
 // made, leads to removal; everything else is kept or "unknown owner".
 func TestJudge(t *testing.T) {
-	v := hostView{bootID: "boot", pidNS: "4026531836", procComplete: true, stateBase: t.TempDir(), uid: os.Getuid()}
-	me, err := procStart(os.Getpid())
+	v := hostView{bootID: "boot", pidNS: "4026531836", procComplete: true, stateBase: t.TempDir(), uid: os.Getuid(), proc: "/proc"}
+	me, err := procStart("/proc", os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,123 +134,111 @@ func zombie(t *testing.T) (int, string) {
 	return 0, ""
 }
 
-// fakePodman is a podman that prints containers for ps and info, and
-// logs every call.
-func fakePodman(t *testing.T, cs []podman.Container, remote bool) (*podman.Client, func() []string) {
+// orphanScene is a state base with four containers: a real orphan, one
+// whose image carries bcvk's labels, an older bcvk's, and a detached VM.
+func orphanScene(t *testing.T) (*Runtime, *fakePodman) {
 	t.Helper()
-	dir := t.TempDir()
-	ps, _ := json.Marshal(cs)
-	info := fmt.Sprintf(`{"host":{"serviceIsRemote":%t}}`, remote)
-	for name, body := range map[string]string{"ps.json": string(ps), "info.json": info} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	script := `#!/bin/sh
-d=$(dirname "$0")
-echo "$*" >> "$d/log"
-case "$1" in
-ps) cat "$d/ps.json" ;;
-info) cat "$d/info.json" ;;
-esac
-`
-	bin := filepath.Join(dir, "podman")
-	if err := os.WriteFile(bin, []byte(script), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	return &podman.Client{Binary: bin}, func() []string {
-		b, _ := os.ReadFile(filepath.Join(dir, "log"))
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
-}
-
-func removals(calls []string) []string {
-	var rm []string
-	for _, c := range calls {
-		if strings.HasPrefix(c, "rm ") {
-			rm = append(rm, c)
-		}
-	}
-	return rm
-}
-
-// `bcvk ephemeral ps` removes a real orphan and lists, as "unknown owner",
-// what only looks like one: a container whose image carries bcvk's labels
-// and an older bcvk's container. A remote podman removes nothing.
-func TestListRemovesOnlyProvableOrphans(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	t.Setenv("CONTAINER_HOST", "")
-	t.Setenv("CONTAINER_CONNECTION", "")
-	v := currentView()
+	h := CurrentHost()
+	v := h.view()
 	if !v.procComplete || v.stateBase == "" {
 		t.Skip("this /proc hides processes, so nothing is provable here")
 	}
-	// Fresh each time: removing the orphan removes its state directory.
-	containers := func() []podman.Container {
-		deadHere := fmt.Sprintf("%d@%s@5@%s", deadPID, v.bootID, v.pidNS)
-		orphan := ourContainer(t, v, "orphan", deadHere)
-		foreign := ourContainer(t, v, "foreign", deadHere)
-		foreign.ImageID = "sha-of-an-image-with-bcvk-labels"
-		old := ourContainer(t, v, "old", fmt.Sprintf("%d@%s@5", deadPID, v.bootID))
-		detached := ourContainer(t, v, "detached", "")
-		delete(detached.Labels, spec.LabelOwner)
-		return []podman.Container{orphan, foreign, old, detached}
-	}
+	deadHere := fmt.Sprintf("%d@%s@5@%s", deadPID, v.bootID, v.pidNS)
+	orphan := ourContainer(t, v, "orphan", deadHere)
+	foreign := ourContainer(t, v, "foreign", deadHere)
+	foreign.ImageID = "sha-of-an-image-with-bcvk-labels"
+	old := ourContainer(t, v, "old", fmt.Sprintf("%d@%s@5", deadPID, v.bootID))
+	detached := ourContainer(t, v, "detached", "")
+	delete(detached.Labels, spec.LabelOwner)
+	pc := &fakePodman{containers: []podman.Container{orphan, foreign, old, detached}}
+	return New(pc, h), pc
+}
 
-	pc, calls := fakePodman(t, containers(), false)
-	vms, err := List(t.Context(), pc)
+// List changes nothing: the orphan is listed (owner known, so not
+// "unknown owner") until Prune removes it; what only looks like an orphan
+// is listed as "unknown owner".
+func TestListChangesNothing(t *testing.T) {
+	rt, pc := orphanScene(t)
+	vms, err := rt.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rm := removals(calls()); !slices.Equal(rm, []string{"rm --force --ignore --time 0 -- id-orphan"}) {
-		t.Fatalf("removed %q, want only the orphan", rm)
+	if calls := pc.changes(); len(calls) > 0 {
+		t.Fatalf("List changed something: %q", calls)
 	}
 	got := map[string]bool{}
 	for _, vm := range vms {
 		got[vm.Name] = vm.OwnerUnknown
 	}
-	if want := map[string]bool{"foreign": true, "old": true, "detached": false}; !maps.Equal(got, want) {
+	if want := map[string]bool{"orphan": false, "foreign": true, "old": true, "detached": false}; !maps.Equal(got, want) {
 		t.Fatalf("listed (name: owner unknown) %v, want %v", got, want)
 	}
-
-	for _, tc := range []struct {
-		name   string
-		env    string
-		remote bool
-	}{{"CONTAINER_HOST", "CONTAINER_HOST", false}, {"CONTAINER_CONNECTION", "CONTAINER_CONNECTION", false}, {"remote in containers.conf", "", true}} {
-		t.Run("remote podman: "+tc.name, func(t *testing.T) {
-			if tc.env != "" {
-				t.Setenv(tc.env, "x")
-			}
-			pc, calls := fakePodman(t, containers(), tc.remote)
-			vms, err := List(t.Context(), pc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			i := slices.IndexFunc(vms, func(vm VM) bool { return vm.Name == "orphan" })
-			if rm := removals(calls()); len(rm) > 0 || i < 0 || !vms[i].OwnerUnknown {
-				t.Fatalf("removed %q; listed %+v", rm, vms)
-			}
-		})
+	for _, vm := range vms {
+		if _, err := os.Stat(vm.StateDir); err != nil {
+			t.Errorf("List touched the state directory of %s: %v", vm.Name, err)
+		}
 	}
+}
+
+// Prune removes a real orphan and its state directory, reports it, and
+// leaves what only looks like one: a container whose image carries bcvk's
+// labels and an older bcvk's container. A remote podman removes nothing.
+func TestPruneRemovesOnlyProvableOrphans(t *testing.T) {
+	t.Setenv("CONTAINER_HOST", "")
+	t.Setenv("CONTAINER_CONNECTION", "")
+	rt, pc := orphanScene(t)
+	orphanDir := pc.containers[0].Labels[spec.LabelStateDir]
+	p, err := rt.Prune(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm := removals(pc.changes()); !slices.Equal(rm, []string{"rm id-orphan"}) {
+		t.Fatalf("removed %q, want only the orphan", rm)
+	}
+	if len(p.VMs) != 1 || p.VMs[0].Name != "orphan" || p.VMs[0].OwnerPID != fmt.Sprint(deadPID) || p.VMs[0].StateDirErr != nil {
+		t.Fatalf("reported %+v", p)
+	}
+	if _, err := os.Stat(orphanDir); !os.IsNotExist(err) {
+		t.Fatalf("the orphan's state directory is still there: %v", err)
+	}
+	vms, _ := rt.List(t.Context())
+	if len(vms) != 3 || slices.ContainsFunc(vms, func(vm VM) bool { return vm.Name == "orphan" }) {
+		t.Fatalf("listed after pruning: %+v", vms)
+	}
+
+	t.Run("remote podman", func(t *testing.T) {
+		rt, pc := orphanScene(t)
+		pc.remote = true
+		p, err := rt.Prune(t.Context())
+		if err != nil || len(p.VMs) > 0 || len(removals(pc.changes())) > 0 {
+			t.Fatalf("pruned %+v, %v: %q", p, err, pc.changes())
+		}
+		vms, _ := rt.List(t.Context())
+		i := slices.IndexFunc(vms, func(vm VM) bool { return vm.Name == "orphan" })
+		if i < 0 || !vms[i].OwnerUnknown {
+			t.Fatalf("listed %+v", vms)
+		}
+	})
 }
 
 // rm-all removes the VMs bcvk made and leaves a container that only
 // carries bcvk's labels because its image does.
 func TestRemoveAllLeavesContainersWithImageLabels(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	v := currentView()
+	h := CurrentHost()
+	v := h.view()
 	mine := ourContainer(t, v, "mine", "")
 	delete(mine.Labels, spec.LabelOwner)
 	foreign := ourContainer(t, v, "foreign", "")
 	delete(foreign.Labels, spec.LabelOwner)
 	foreign.ImageID = "sha-of-an-image-with-bcvk-labels"
-	pc, calls := fakePodman(t, []podman.Container{mine, foreign}, false)
-	names, err := RemoveAll(t.Context(), pc)
+	pc := &fakePodman{containers: []podman.Container{mine, foreign}}
+	names, err := New(pc, h).RemoveAll(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rm := removals(calls()); !slices.Equal(names, []string{"mine"}) || !slices.Equal(rm, []string{"rm --force --ignore --time 0 -- id-mine"}) {
+	if rm := removals(pc.changes()); !slices.Equal(names, []string{"mine"}) || !slices.Equal(rm, []string{"rm id-mine"}) {
 		t.Fatalf("removed %q (%q), want only mine", names, rm)
 	}
 }

@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"context"
@@ -25,33 +25,20 @@ import (
 // podman, a /proc that hides processes) is listed as "unknown owner" and
 // left alone: removing a stranger's VM is worse than leaving an orphan.
 
-func owner(owned bool) string {
+func (h Host) owner(owned bool) string {
 	if !owned {
 		return ""
 	}
-	return ownerOf(os.Getpid())
-}
-
-func ownerOf(pid int) string {
-	st, _ := procStart(pid)
-	return fmt.Sprintf("%d@%s@%d@%s", pid, bootID(), st, pidNamespace())
-}
-
-// pidNamespace is the inode of our PID namespace, or "" when unknown.
-func pidNamespace() string {
-	l, err := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]"
-	if err != nil || !strings.HasPrefix(l, "pid:[") || !strings.HasSuffix(l, "]") {
-		return ""
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(l, "pid:["), "]")
+	st, _ := procStart(h.Proc, h.PID)
+	return fmt.Sprintf("%d@%s@%d@%s", h.PID, h.BootID, st, h.PIDNamespace)
 }
 
 // procStart is the process's start time in clock ticks since boot (field
 // 22 of /proc/PID/stat). The error wraps fs.ErrNotExist when there is no
 // such process, or only its zombie: a killed bcvk whose parent has not
 // reaped it yet is gone all the same.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+func procStart(proc string, pid int) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
 	if err != nil {
 		if errors.Is(err, syscall.ESRCH) { // the process ended while read
 			err = fs.ErrNotExist
@@ -85,19 +72,21 @@ type hostView struct {
 	procComplete bool
 	stateBase    string // where our state directories are
 	uid          int
+	proc         string // the proc file system
 }
 
-func currentView() hostView {
-	v := hostView{bootID: bootID(), pidNS: pidNamespace(), uid: os.Getuid()}
-	self, err := os.Readlink("/proc/self")
-	v.procComplete = err == nil && self == strconv.Itoa(os.Getpid())
-	for _, pid := range []int{1, os.Getpid(), os.Getppid()} {
+// view is what h knows for judging owners.
+func (h Host) view() hostView {
+	v := hostView{bootID: h.BootID, pidNS: h.PIDNamespace, uid: h.UID, proc: h.Proc}
+	self, err := os.Readlink(filepath.Join(h.Proc, "self"))
+	v.procComplete = err == nil && self == strconv.Itoa(h.PID)
+	for _, pid := range []int{1, h.PID, os.Getppid()} {
 		// Getppid is 0 when our parent is outside our PID namespace.
-		if _, err := procStart(pid); pid != 0 && err != nil {
+		if _, err := procStart(h.Proc, pid); pid != 0 && err != nil {
 			v.procComplete = false
 		}
 	}
-	if base, err := StateBase(); err == nil {
+	if base, err := h.StateBase(); err == nil {
 		v.stateBase = base
 	}
 	return v
@@ -155,7 +144,7 @@ func judge(c podman.Container, v hostView) verdict {
 	if err != nil || serr != nil || pid <= 0 || start == 0 {
 		return ownerUnknown
 	}
-	now, err := procStart(pid)
+	now, err := procStart(v.proc, pid)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return prune
@@ -167,56 +156,89 @@ func judge(c podman.Container, v hostView) verdict {
 	return keep
 }
 
-// sweep judges containers, removes the orphans among them and returns the
-// others with their verdicts. It asks podman whether it is remote only
-// when there is something to remove.
-func sweep(ctx context.Context, pc *podman.Client, cs []podman.Container) ([]podman.Container, []verdict, error) {
-	v := currentView()
+// verdicts judges containers without changing anything. A container
+// judged prune stays prune only with a local podman, which is asked only
+// when there is something to prune.
+func (r *Runtime) verdicts(ctx context.Context, cs []podman.Container) []verdict {
+	v := r.Host.view()
 	asked, remote := false, false
-	var kept []podman.Container
-	var verdicts []verdict
-	var errs []error
-	for _, c := range cs {
+	out := make([]verdict, len(cs))
+	for i, c := range cs {
 		vd := judge(c, v)
 		if vd == prune && !asked {
-			asked, remote = true, pc.Remote(ctx)
+			asked, remote = true, r.Podman.Remote(ctx)
 		}
 		if vd == prune && remote {
 			vd = ownerUnknown
 		}
-		if vd == prune {
-			err := removeOrphan(ctx, pc, c)
-			if err == nil {
-				continue
-			}
-			errs = append(errs, err)
-		}
-		kept = append(kept, c)
-		verdicts = append(verdicts, vd)
+		out[i] = vd
 	}
-	return kept, verdicts, errors.Join(errs...)
+	return out
 }
 
-// PruneOrphans removes containers (and state directories) whose owning bcvk
-// was killed, and says so.
-func PruneOrphans(ctx context.Context, pc *podman.Client) error {
-	cs, err := pc.List(ctx, spec.LabelOwner)
+// Pruned is what Prune removed, for the command to report.
+type Pruned struct {
+	VMs []PrunedVM
+}
+
+// PrunedVM is a VM that Prune removed because the bcvk that started it was
+// killed.
+type PrunedVM struct {
+	Name string
+	// OwnerPID is the killed bcvk's process ID.
+	OwnerPID string
+	// StateDirErr is why its state directory could not be removed, if so.
+	StateDirErr error
+}
+
+// Prune removes the containers (and state directories) whose owning bcvk
+// was killed: bcvk made them, and their owner provably died (see judge).
+// It removes nothing else. The error says what could not be removed; the
+// rest is in Pruned.
+func (r *Runtime) Prune(ctx context.Context) (Pruned, error) {
+	var p Pruned
+	cs, err := r.Podman.List(ctx, spec.LabelOwner)
 	if err != nil {
-		return err
+		return p, &listError{err}
 	}
-	_, _, err = sweep(ctx, pc, cs)
-	return err
+	var errs []error
+	for i, vd := range r.verdicts(ctx, cs) {
+		if vd != prune {
+			continue
+		}
+		c := cs[i]
+		// Its error means the container is still there.
+		if err := r.Podman.Remove(ctx, c.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		p.VMs = append(p.VMs, PrunedVM{
+			Name: c.Labels[spec.LabelName], OwnerPID: strings.SplitN(c.Labels[spec.LabelOwner], "@", 2)[0],
+			StateDirErr: r.removeStateDir(c.Labels[spec.LabelStateDir]),
+		})
+	}
+	return p, errors.Join(errs...)
 }
 
-// removeOrphan removes a container left by a killed bcvk, and its state
-// directory, and says so. Its error means the container is still there.
-func removeOrphan(ctx context.Context, pc *podman.Client, c podman.Container) error {
-	if err := pc.Remove(ctx, c.ID); err != nil {
-		return err
+// Report tells the user what Prune did, as warnings: removing a VM that
+// someone started is news. A podman that cannot list containers is left to
+// the command's next podman call to report, so that it is said once.
+func Report(p Pruned, err error) {
+	for _, vm := range p.VMs {
+		logrus.Warnf("removed VM %s: the bcvk that started it (pid %s) was killed before it could", vm.Name, vm.OwnerPID)
+		if vm.StateDirErr != nil {
+			logrus.Warnf("could not remove the state directory of VM %s: %v", vm.Name, vm.StateDirErr)
+		}
 	}
-	logrus.Warnf("removed VM %s: the bcvk that started it (pid %s) was killed before it could", c.Labels[spec.LabelName], strings.SplitN(c.Labels[spec.LabelOwner], "@", 2)[0])
-	if err := removeStateDir(c.Labels[spec.LabelStateDir]); err != nil {
-		logrus.Warnf("could not remove the state directory of VM %s: %v", c.Labels[spec.LabelName], err)
+	var le *listError
+	if err != nil && !errors.As(err, &le) {
+		logrus.Warnf("could not remove VMs left by a killed bcvk: %v", err)
 	}
-	return nil
 }
+
+// listError is a failure to list the containers: the command's own next
+// call to podman meets it too and reports it, so Report does not.
+type listError struct{ err error }
+
+func (e *listError) Error() string { return e.err.Error() }
+func (e *listError) Unwrap() error { return e.err }

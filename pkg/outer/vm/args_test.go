@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"context"
@@ -169,7 +169,7 @@ func TestCleanupsRunInReverseAndJoinErrors(t *testing.T) {
 
 func TestStateDirIsPrivate(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
-	d, err := NewStateDir("vm")
+	d, err := CurrentHost().NewStateDir("vm")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"context"
@@ -19,12 +19,12 @@ import (
 )
 
 // WarmBase is where saved VMs live: $XDG_CACHE_HOME/bcvk/warm, private.
-func WarmBase() (string, error) {
-	dir := os.Getenv("XDG_CACHE_HOME")
+func (h Host) WarmBase() (string, error) {
+	dir := h.getenv("XDG_CACHE_HOME")
 	if !filepath.IsAbs(dir) { // the XDG spec: a relative path is ignored
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("no place for saved VMs: set XDG_CACHE_HOME or HOME: %w", err)
+		home := h.getenv("HOME")
+		if home == "" {
+			return "", errors.New("no place for saved VMs: set XDG_CACHE_HOME or HOME: $HOME is not defined")
 		}
 		dir = filepath.Join(home, ".cache")
 	}
@@ -38,7 +38,7 @@ func WarmBase() (string, error) {
 }
 
 // warmKey names a saved VM: everything its state depends on.
-func warmKey(ctx context.Context, pc *podman.Client, img *podman.Image, runner, version string, sp spec.Spec) (string, error) {
+func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version string, sp spec.Spec) (string, error) {
 	r, err := pc.InspectImage(ctx, runner)
 	if err != nil {
 		return "", err
@@ -59,7 +59,7 @@ type warmPlan struct {
 	readOnly bool
 }
 
-func planWarm(ctx context.Context, pc *podman.Client, img *podman.Image, o Options, sp *spec.Spec, cl *Cleanups) (*warmPlan, error) {
+func (r *Runtime) planWarm(ctx context.Context, img *podman.Image, o Config, sp *spec.Spec, cl *Cleanups) (*warmPlan, error) {
 	if len(sp.Binds) > 0 {
 		return nil, errors.New("--warm cannot be combined with --bind or --ro-bind: a saved VM cannot take new shares")
 	}
@@ -68,11 +68,11 @@ func planWarm(ctx context.Context, pc *podman.Client, img *podman.Image, o Optio
 	// records what it really ran with.
 	ksp := *sp
 	ksp.Accel = o.Spec.Accel
-	key, err := warmKey(ctx, pc, img, o.RunnerImage, o.Version, ksp)
+	key, err := warmKey(ctx, r.Podman, img, o.RunnerImage, o.Version, ksp)
 	if err != nil {
 		return nil, err
 	}
-	base, err := WarmBase()
+	base, err := r.Host.WarmBase()
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +150,8 @@ func (w *warmPlan) failed(err error) error {
 // RemoveWarmCache drops every saved VM (`rm-all --warm-cache`) and returns
 // how many there were. Saves still being written (hidden directories) stay
 // with the runs that write them.
-func RemoveWarmCache() (int, error) {
-	base, err := WarmBase()
+func (h Host) RemoveWarmCache() (int, error) {
+	base, err := h.WarmBase()
 	if err != nil {
 		return 0, err
 	}

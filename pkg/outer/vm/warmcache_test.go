@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 func TestRemoveWarmCache(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("XDG_CACHE_HOME", cache)
-	base, err := WarmBase()
+	base, err := CurrentHost().WarmBase()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestRemoveWarmCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := RemoveWarmCache()
+	n, err := CurrentHost().RemoveWarmCache()
 	if err != nil || n != 2 {
 		t.Fatalf("removed %d, %v", n, err)
 	}

@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"context"
@@ -44,17 +44,17 @@ func TestFollowCopiesAndStops(t *testing.T) {
 func TestRemoveStateDirOnlyInsideBase(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	outside := t.TempDir()
-	if err := removeStateDir(outside); err != nil {
+	if err := New(nil, CurrentHost()).removeStateDir(outside); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(outside); err != nil {
 		t.Fatal("a directory outside the state base was removed")
 	}
-	inside, err := NewStateDir("vm")
+	inside, err := CurrentHost().NewStateDir("vm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := removeStateDir(inside); err != nil {
+	if err := New(nil, CurrentHost()).removeStateDir(inside); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(inside); !os.IsNotExist(err) {

@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/events"
-	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/sirupsen/logrus"
@@ -38,17 +37,14 @@ type VM struct {
 // ErrNoVM says that no ephemeral VM has that name.
 var ErrNoVM = errors.New("no such VM")
 
-// List returns bcvk's ephemeral VMs, by name. VMs left by a killed bcvk
-// (see PruneOrphans) are removed on the way, and said so.
-func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
-	cs, err := pc.List(ctx, spec.LabelEphemeral+"=1")
+// List returns bcvk's VMs, by name. It changes nothing: VMs left by a
+// killed bcvk are listed until Prune removes them.
+func (r *Runtime) List(ctx context.Context) ([]VM, error) {
+	cs, err := r.Podman.List(ctx, spec.LabelEphemeral+"=1")
 	if err != nil {
 		return nil, err
 	}
-	cs, verdicts, err := sweep(ctx, pc, cs)
-	if err != nil {
-		logrus.Warnf("could not remove VMs left by a killed bcvk: %v", err)
-	}
+	verdicts := r.verdicts(ctx, cs)
 	vms := make([]VM, 0, len(cs))
 	for i, c := range cs {
 		name := c.Labels[spec.LabelName]
@@ -68,8 +64,8 @@ func List(ctx context.Context, pc *podman.Client) ([]VM, error) {
 }
 
 // Find returns the VM with name, or an error wrapping ErrNoVM.
-func Find(ctx context.Context, pc *podman.Client, name string) (*VM, error) {
-	vms, err := List(ctx, pc)
+func (r *Runtime) Find(ctx context.Context, name string) (*VM, error) {
+	vms, err := r.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -97,8 +93,8 @@ func sshReady(dir string) bool {
 // Remove removes VMs by name: the container (stopping it at once) and the
 // state directory. A running VM needs force; an unknown name is an error
 // unless force.
-func Remove(ctx context.Context, pc *podman.Client, names []string, force bool) error {
-	vms, err := List(ctx, pc)
+func (r *Runtime) Remove(ctx context.Context, names []string, force bool) error {
+	vms, err := r.List(ctx)
 	if err != nil {
 		return err
 	}
@@ -119,28 +115,28 @@ func Remove(ctx context.Context, pc *podman.Client, names []string, force bool) 
 			errs = append(errs, fmt.Errorf("VM %q is running: stop it first or use -f", n))
 			continue
 		}
-		if err := removeVM(ctx, pc, vm); err != nil {
+		if err := r.removeVM(ctx, vm); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func removeVM(ctx context.Context, pc *podman.Client, vm VM) error {
-	if err := pc.Remove(ctx, vm.ID); err != nil {
+func (r *Runtime) removeVM(ctx context.Context, vm VM) error {
+	if err := r.Podman.Remove(ctx, vm.ID); err != nil {
 		return err
 	}
-	return removeStateDir(vm.StateDir)
+	return r.removeStateDir(vm.StateDir)
 }
 
 // removeStateDir removes a VM's state directory, but only one inside our
 // state base: the path comes from a container label, which anyone who can
 // run podman could have set.
-func removeStateDir(dir string) error {
+func (r *Runtime) removeStateDir(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	base, err := StateBase()
+	base, err := r.Host.StateBase()
 	if err != nil {
 		return err
 	}
@@ -159,8 +155,8 @@ func removeStateDir(dir string) error {
 // RemoveAll removes every ephemeral VM of ours and returns their names.
 // A container whose bcvk labels may come from its image is left, and said
 // so: `rm NAME` removes it.
-func RemoveAll(ctx context.Context, pc *podman.Client) ([]string, error) {
-	vms, err := List(ctx, pc)
+func (r *Runtime) RemoveAll(ctx context.Context) ([]string, error) {
+	vms, err := r.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -171,13 +167,13 @@ func RemoveAll(ctx context.Context, pc *podman.Client) ([]string, error) {
 			logrus.Warnf("left container %s: its bcvk labels may come from its image (it lacks bcvk's runner label, or an older bcvk made it); `bcvk ephemeral rm -f %s` removes it", vm.Name, vm.Name)
 			continue
 		}
-		if err := removeVM(ctx, pc, vm); err != nil {
+		if err := r.removeVM(ctx, vm); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		names = append(names, vm.Name)
 	}
-	if err := PruneStateDirs(ctx, pc); err != nil {
+	if err := r.PruneStateDirs(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return names, errors.Join(errs...)
@@ -185,8 +181,8 @@ func RemoveAll(ctx context.Context, pc *podman.Client) ([]string, error) {
 
 // PruneStateDirs removes state directories whose container is gone: a VM
 // run with --rm, or a bcvk that was killed before it could clean up.
-func PruneStateDirs(ctx context.Context, pc *podman.Client) error {
-	base, err := StateBase()
+func (r *Runtime) PruneStateDirs(ctx context.Context) error {
+	base, err := r.Host.StateBase()
 	if err != nil {
 		return err
 	}
@@ -194,7 +190,7 @@ func PruneStateDirs(ctx context.Context, pc *podman.Client) error {
 	if err != nil {
 		return err
 	}
-	vms, err := List(ctx, pc)
+	vms, err := r.List(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package ephemeral
+package vm
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/consolelog"
+	"github.com/bcvk/bcvk/pkg/outer/progress"
 )
 
 const followInterval = 100 * time.Millisecond
@@ -17,7 +18,7 @@ const followInterval = 100 * time.Millisecond
 // the log across a rotation. What the guest printed is filtered: colours
 // stay on a terminal, every other control sequence goes.
 func Follow(ctx context.Context, path string, w io.Writer, stop <-chan struct{}) error {
-	w = consolelog.NewWriter(w, isTerminal(w))
+	w = consolelog.NewWriter(w, progress.IsTerminal(w))
 	rotated := consolelog.RotatedPath(path)
 	var (
 		off  int64

@@ -1,0 +1,237 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bcvk/bcvk/pkg/command"
+	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
+)
+
+// testRuntime is a runtime on a fake podman, with a private state base and
+// no KVM.
+func testRuntime(t *testing.T) (*Runtime, *fakePodman) {
+	t.Helper()
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	h := CurrentHost()
+	h.KVMDevice = filepath.Join(t.TempDir(), "no-kvm")
+	pc := &fakePodman{images: runnerImages()}
+	return New(pc, h), pc
+}
+
+func quiet() *progress.Status { return progress.New(io.Discard, progress.Quiet) }
+
+func testSpec() spec.Spec {
+	sp := spec.New()
+	sp.Name = "vm1"
+	sp.Accel = spec.AccelTCG
+	return sp
+}
+
+// Launch makes a private state directory with the spec and a key, starts
+// one labelled container, and registers both for removal; the cleanups
+// remove them in reverse order.
+func TestLaunchRegistersEverythingItMakes(t *testing.T) {
+	rt, pc := testRuntime(t)
+	img, err := rt.Preflight(t.Context(), "localhost/img:1", "localhost/runner:1", PullOptions{}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl Cleanups
+	l, err := rt.Launch(t.Context(), Config{
+		Image: "localhost/img:1", Preflighted: img, Spec: testSpec(), RunnerImage: "localhost/runner:1",
+		Version: "0.1.0", Owned: true,
+	}, quiet(), &cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{spec.SpecFile, spec.SSHKeyFile} {
+		if _, err := os.Stat(filepath.Join(l.StateDir, f)); err != nil {
+			t.Errorf("state directory lacks %s: %v", f, err)
+		}
+	}
+	c, ok := pc.find("vm1")
+	if !ok {
+		t.Fatal("no container")
+	}
+	if c.Labels[spec.LabelStateDir] != l.StateDir || c.Labels[spec.LabelRunnerID] != "runner-sha" ||
+		!strings.HasPrefix(c.Labels[spec.LabelOwner], strings.Split(rt.Host.owner(true), "@")[0]+"@") {
+		t.Errorf("labels %v", c.Labels)
+	}
+	// Our own VM, owner alive: Prune leaves it, List shows it.
+	if p, err := rt.Prune(t.Context()); err != nil || len(p.VMs) > 0 {
+		t.Fatalf("pruned a live VM: %+v %v", p, err)
+	}
+	if vms, err := rt.List(t.Context()); err != nil || len(vms) != 1 || vms[0].OwnerUnknown {
+		t.Fatalf("listed %+v, %v", vms, err)
+	}
+	if err := cl.Finish(nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pc.find("vm1"); ok {
+		t.Error("the container outlived the cleanups")
+	}
+	if _, err := os.Stat(l.StateDir); !os.IsNotExist(err) {
+		t.Errorf("the state directory outlived the cleanups: %v", err)
+	}
+	if got := pc.changes(); !slices.Equal(got, []string{"run localhost/runner:1", "rm vm1"}) {
+		t.Errorf("podman calls %q", got)
+	}
+}
+
+func TestLaunchNeedsPreflight(t *testing.T) {
+	rt, pc := testRuntime(t)
+	var cl Cleanups
+	if _, err := rt.Launch(t.Context(), Config{Image: "localhost/img:1", Spec: testSpec(), RunnerImage: "localhost/runner:1"}, quiet(), &cl); err == nil {
+		t.Fatal("launched without a checked image")
+	}
+	if len(pc.changes()) > 0 || len(cl) > 0 {
+		t.Fatalf("made %q", pc.changes())
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	rt, pc := testRuntime(t)
+	ctx := t.Context()
+	if _, err := rt.Preflight(ctx, "localhost/img:1", "localhost/other-runner:1", PullOptions{}, quiet()); err == nil || !strings.Contains(err.Error(), "make runner-image") {
+		t.Errorf("missing runner: %v", err)
+	}
+	if _, err := rt.Preflight(ctx, "localhost/absent:1", "localhost/runner:1", PullOptions{Policy: PullNever}, quiet()); err == nil || !strings.Contains(err.Error(), "--pull=never") {
+		t.Errorf("missing image, --pull=never: %v", err)
+	}
+	if len(pc.changes()) > 0 {
+		t.Fatalf("podman calls %q", pc.changes())
+	}
+	if _, err := rt.Preflight(ctx, "localhost/img:1", "localhost/runner:1", PullOptions{Policy: PullAlways}, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	if got := pc.changes(); !slices.Equal(got, []string{"pull localhost/img:1"}) {
+		t.Errorf("podman calls %q", got)
+	}
+}
+
+func writeEvents(t *testing.T, dir string, emit func(w *events.Writer)) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, spec.EventsFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	emit(events.NewWriter(f))
+}
+
+// WaitReady follows the events to SSH; a container that ends first, or a
+// timeout, is an error that names the step.
+func TestWaitReady(t *testing.T) {
+	rt, pc := testRuntime(t)
+	dir := t.TempDir()
+	pc.containers = []podman.Container{{ID: "id-vm1", Names: []string{"vm1"}, State: "running"}}
+	writeEvents(t, dir, func(w *events.Writer) {
+		w.Emit(events.PhaseContainer, "")
+		w.Emit(events.PhaseKernel, "6.12")
+		w.Emit(events.PhaseSSH, "")
+	})
+	if err := rt.WaitReady(t.Context(), "vm1", dir, time.Minute, quiet()); err != nil {
+		t.Fatal(err)
+	}
+
+	dir = t.TempDir()
+	writeEvents(t, dir, func(w *events.Writer) { w.Emit(events.PhaseContainer, "") })
+	err := rt.WaitReady(t.Context(), "vm1", dir, 200*time.Millisecond, quiet())
+	if err == nil || !strings.Contains(err.Error(), `timed out after 200ms at step "Finding the kernel"`) {
+		t.Errorf("timeout: %v", err)
+	}
+
+	pc.containers[0].State = "exited"
+	pc.waitCode = 3
+	writeEvents(t, dir, func(w *events.Writer) { w.Emit(events.PhaseError, "no kernel in the image") })
+	err = rt.WaitReady(t.Context(), "vm1", dir, time.Minute, quiet())
+	if err == nil || !strings.Contains(err.Error(), "the VM stopped before SSH was ready") || !strings.Contains(err.Error(), "no kernel in the image") {
+		t.Errorf("exit: %v", err)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	pc.containers[0].State = "running"
+	if err := rt.WaitReady(ctx, "vm1", t.TempDir(), time.Minute, quiet()); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// ExecSSH runs ssh through podman exec, with "--" before the destination,
+// hides the command from errors, and turns a failed command into its
+// status.
+func TestExecSSH(t *testing.T) {
+	rt, pc := testRuntime(t)
+	var got podman.Attached
+	pc.attach = func(a podman.Attached) error {
+		got = a
+		err := exec.Command("sh", "-c", "exit 42").Run()
+		return &command.Error{Argv: a.Display, Inner: err}
+	}
+	err := rt.ExecSSH(t.Context(), "vm1", []string{"-v"}, []string{"-oProxyCommand=x", "secret"}, Streams{In: strings.NewReader("")})
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 42 {
+		t.Fatalf("got %v", err)
+	}
+	if !slices.Equal(got.Args[:4], []string{"exec", "-i", "vm1", "ssh"}) || got.Foreground {
+		t.Errorf("args %q, foreground %v", got.Args, got.Foreground)
+	}
+	dd := slices.Index(got.Args, "--")
+	if dd < 0 || slices.Index(got.Args, "-v") > dd {
+		t.Errorf("no \"--\" after the ssh options: %q", got.Args)
+	}
+	if last := got.Display[len(got.Display)-1]; last != "COMMAND" || slices.ContainsFunc(got.Display, func(s string) bool { return strings.Contains(s, "secret") }) {
+		t.Errorf("errors would show %q", got.Display)
+	}
+}
+
+// rm: a running VM needs -f, an unknown name is an error unless -f.
+func TestRemove(t *testing.T) {
+	rt, pc := testRuntime(t)
+	pc.containers = []podman.Container{{ID: "id-vm1", Names: []string{"vm1"}, State: "running",
+		Labels: map[string]string{spec.LabelEphemeral: "1", spec.LabelName: "vm1"}}}
+	ctx := t.Context()
+	if err := rt.Remove(ctx, []string{"vm1"}, false); err == nil || !strings.Contains(err.Error(), "is running") {
+		t.Errorf("running without -f: %v", err)
+	}
+	if err := rt.Remove(ctx, []string{"nope"}, false); !errors.Is(err, ErrNoVM) {
+		t.Errorf("unknown name: %v", err)
+	}
+	if err := rt.Remove(ctx, []string{"vm1", "nope"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := removals(pc.changes()); !slices.Equal(got, []string{"rm id-vm1"}) {
+		t.Errorf("removed %q", got)
+	}
+}
+
+// Report says what Prune removed, in the words users know; a podman that
+// cannot list is left to the command's own listing, so it is said once.
+func TestReport(t *testing.T) {
+	var buf strings.Builder
+	logrus.SetOutput(&buf)
+	t.Cleanup(func() { logrus.SetOutput(os.Stderr) })
+	Report(Pruned{VMs: []PrunedVM{{Name: "vm1", OwnerPID: "42"}}}, &listError{errors.New("podman ps: broken")})
+	if got := buf.String(); !strings.Contains(got, "removed VM vm1: the bcvk that started it (pid 42) was killed before it could") || strings.Contains(got, "broken") {
+		t.Fatalf("reported %q", got)
+	}
+	buf.Reset()
+	Report(Pruned{}, errors.New("rm failed"))
+	if got := buf.String(); !strings.Contains(got, "could not remove VMs left by a killed bcvk: rm failed") {
+		t.Fatalf("reported %q", got)
+	}
+}
