@@ -124,11 +124,7 @@ func Start(ctx context.Context, t *proc.Table, c Config, early ...*proc.Proc) (_
 		defer r.Close()
 		m.watcher.Copy(r, c.Console)
 	}()
-	if err = WaitSocket(ctx, c.QMPSocket, m.qemu, QMPStartTimeout); err == nil {
-		qctx, cancel := context.WithTimeout(ctx, QMPStartTimeout)
-		m.qmp, err = qemu.DialQMP(qctx, c.QMPSocket)
-		cancel()
-	}
+	m.qmp, err = dialQMP(ctx, c.QMPSocket, m.qemu)
 	if err != nil {
 		select {
 		case <-m.qemu.Done():
@@ -140,8 +136,7 @@ func Start(ctx context.Context, t *proc.Table, c Config, early ...*proc.Proc) (_
 			return nil, fmt.Errorf("QMP: %w", err)
 		}
 	}
-	events, _ := m.qmp.Subscribe()
-	go m.forward(q, events, consoleDone)
+	go m.forward(q, m.qmp.Events(), consoleDone)
 	m.watchHelpers()
 	return m, nil
 }
@@ -246,6 +241,31 @@ func (m *Machine) StopHelpers() {
 			<-q.Done()
 		}
 		return
+	}
+}
+
+// dialQMP connects to QEMU's monitor once QEMU listens: the socket file
+// exists a moment before QEMU listens on it.
+func dialQMP(ctx context.Context, path string, p *proc.Proc) (*qemu.QMP, error) {
+	ctx, cancel := context.WithTimeout(ctx, QMPStartTimeout)
+	defer cancel()
+	if err := WaitSocket(ctx, path, p, QMPStartTimeout); err != nil {
+		return nil, err
+	}
+	tick := time.NewTicker(socketPoll)
+	defer tick.Stop()
+	for {
+		q, err := qemu.DialQMP(ctx, path)
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			return q, err
+		}
+		select {
+		case <-p.Done():
+			return nil, fmt.Errorf("%s %s before its monitor was ready%s", p.Name, p.ExitDescription(), p.Output())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("QEMU's monitor did not answer within %s: %w", QMPStartTimeout, err)
+		case <-tick.C:
+		}
 	}
 }
 

@@ -93,14 +93,17 @@ func SignalName(sig syscall.Signal) string {
 	return fmt.Sprintf("signal %d", int(sig))
 }
 
-// StartLogged starts cmd with its stdout and stderr copied to log and the
-// last of them kept for Output. Every descriptor is closed on every path.
+// StartLogged starts cmd with its stderr, and its stdout unless cmd has
+// one, copied to log and the last of them kept for Output.
 func (t *Table) StartLogged(name string, cmd *exec.Cmd, log io.Writer) (*Proc, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = w, w
+	if cmd.Stdout == nil {
+		cmd.Stdout = w
+	}
+	cmd.Stderr = w
 	p, err := t.Start(name, cmd)
 	w.Close()
 	if err != nil {

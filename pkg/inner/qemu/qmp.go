@@ -21,6 +21,7 @@ type QMP struct {
 	subs    map[chan Event]struct{}
 	closed  bool
 	done    chan struct{} // closed when the connection ends
+	events  <-chan Event
 }
 
 // Event is one asynchronous QMP event ("SHUTDOWN", "GUEST_PANICKED", ...).
@@ -66,6 +67,8 @@ func DialQMP(ctx context.Context, path string) (*QMP, error) {
 		return nil, fmt.Errorf("QMP greeting: %w", errors.Join(err, ctx.Err()))
 	}
 	q := &QMP{conn: conn, pending: map[string]chan reply{}, subs: map[chan Event]struct{}{}, done: make(chan struct{})}
+	// Subscribed before anything is read: no event of the VM is missed.
+	q.events, _ = q.Subscribe()
 	go q.read(r)
 	if _, err := q.Execute(ctx, "qmp_capabilities", nil); err != nil {
 		q.Close()
@@ -91,6 +94,17 @@ func (q *QMP) Close() error {
 		return nil
 	}
 	return q.conn.Close()
+}
+
+// Events delivers every event since the connection was made; it is closed
+// when the connection ends. Read it, or events are dropped once it is full.
+func (q *QMP) Events() <-chan Event {
+	if q == nil {
+		ch := make(chan Event)
+		close(ch)
+		return ch
+	}
+	return q.events
 }
 
 // Subscribe returns a channel of the events from now on, closed when the

@@ -146,12 +146,12 @@ func (s *supervisor) chooseAccel() (string, bool, error) {
 	case spec.AccelTCG:
 		return spec.AccelTCG, false, nil
 	case spec.AccelKVM:
-		if err := qemu.KVMUsable(s.o.KVMDevice); err != nil {
+		if err := s.o.KVMUsable(s.o.KVMDevice); err != nil {
 			return "", false, fmt.Errorf("--accel kvm: %s is not usable: %v; pass the device to the container (podman --device /dev/kvm) or use --accel tcg", s.o.KVMDevice, err)
 		}
 		return spec.AccelKVM, false, nil
 	}
-	if err := qemu.KVMUsable(s.o.KVMDevice); err != nil {
+	if err := s.o.KVMUsable(s.o.KVMDevice); err != nil {
 		msg := fmt.Sprintf("KVM is not usable (%v): booting with TCG software emulation, which is much slower", err)
 		logrus.Warn(msg)
 		s.ev.Emit(events.PhaseWarning, msg)

@@ -54,6 +54,8 @@ type Options struct {
 	Virtiofsd string
 	SSH       string
 	KVMDevice string
+	// KVMUsable checks KVMDevice (qemu.KVMUsable).
+	KVMUsable func(dev string) error
 	Stdin     io.Reader
 	Stdout    io.Writer
 	Stderr    io.Writer
@@ -66,7 +68,7 @@ func DefaultOptions() Options {
 	return Options{
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
 		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
-		Virtiofsd: virtiofsd.DefaultBinary, SSH: "ssh", KVMDevice: "/dev/kvm",
+		Virtiofsd: virtiofsd.DefaultBinary, SSH: "ssh", KVMDevice: "/dev/kvm", KVMUsable: qemu.KVMUsable,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Timing: DefaultTiming(),
 	}
 }
@@ -138,23 +140,13 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 	}
 
 	for restarts := 0; ; {
-		select {
-		case in, ok := <-m.Inputs():
-			if ok {
-				s.observe(in)
-				continue
-			}
-			// Closed: QEMU has ended.
-		case <-s.ready:
-			s.observe(guest.Input{Kind: guest.SSHGreeted})
-			continue
-		case p := <-m.HelperDied():
+		if p, sig := s.next(m, sigs); p != nil {
 			// The guest cannot go on without its file system: stop it, loudly.
 			s.endReason = fmt.Sprintf("%s %s, so the VM was stopped%s", p.Name, p.ExitDescription(), p.Output())
 			logrus.Error(s.endReason)
 			m.Kill()
 			return ExitHelper, nil
-		case sig := <-sigs:
+		} else if sig != nil {
 			logrus.Infof("received %v: asking the guest to power off (up to %s)", sig, time.Duration(s.sp.ShutdownTimeout))
 			l := ladder{qmp: m.QMP(), done: m.Done(), kill: m.Kill, timeout: time.Duration(s.sp.ShutdownTimeout), repeat: s.o.Timing.PowerdownRepeat}
 			code, reason := l.run(ctx, sigs)
@@ -162,7 +154,6 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 			m.Wait()
 			m.StopHelpers()
 			return code, nil
-		case <-m.Done():
 		}
 		s.drain(m)
 		stopProbe()
@@ -333,6 +324,30 @@ func (s *supervisor) observe(in guest.Input) {
 	}
 	if !old.HandedOver && s.state.HandedOver {
 		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+	}
+}
+
+// next follows m until QEMU exits (nil, nil), a helper dies or a signal
+// arrives, feeding the classifier meanwhile.
+func (s *supervisor) next(m *machine.Machine, sigs <-chan os.Signal) (*proc.Proc, os.Signal) {
+	inputs := m.Inputs()
+	for {
+		select {
+		case in, ok := <-inputs:
+			if !ok {
+				inputs = nil // the console ends a moment before QEMU is reaped
+				continue
+			}
+			s.observe(in)
+		case <-s.ready:
+			s.observe(guest.Input{Kind: guest.SSHGreeted})
+		case p := <-m.HelperDied():
+			return p, nil
+		case sig := <-sigs:
+			return nil, sig
+		case <-m.Done():
+			return nil, nil
+		}
 	}
 }
 
