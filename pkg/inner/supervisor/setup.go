@@ -54,6 +54,7 @@ func specFlags(fs *flag.FlagSet) func() (spec.Spec, error) {
 		return nil
 	})
 	fs.BoolVar(&sp.Console, "console", true, "attach the guest's serial console to stdio")
+	fs.StringVar(&sp.Name, "name", sp.Name, "the VM's name (QEMU's -name bcvk-NAME)")
 	return func() (spec.Spec, error) {
 		m, err := spec.ParseMemoryMiB(*mem)
 		if err != nil {
