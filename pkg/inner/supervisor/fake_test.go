@@ -52,7 +52,7 @@ func fakeVirtiofsd(args []string) {
 
 // fakeQEMU runs the script: steps separated by ';', each a verb and its
 // words: say TEXT, event NAME [REASON], exit N, abort, abort-once FILE,
-// await-powerdown, hang.
+// await-powerdown, await-migration, hang.
 func fakeQEMU(args []string) {
 	script := os.Getenv(fakeScript)
 	var qmpPath string
@@ -65,13 +65,21 @@ func fakeQEMU(args []string) {
 		}
 	}
 	powerdown := make(chan struct{}, 8)
+	migrated := make(chan struct{}, 1)
+	var srv *qmptest.Server
 	ln, err := net.Listen("unix", qmpPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv := qmptest.Serve(ln, func(cmd string, _ json.RawMessage) (any, string) {
+	srv = qmptest.Serve(ln, func(cmd string, _ json.RawMessage) (any, string) {
 		switch cmd {
+		case "migrate", "migrate-incoming":
+			go func() {
+				srv.Emit("MIGRATION", map[string]string{"status": "active"})
+				srv.Emit("MIGRATION", map[string]string{"status": "completed"})
+				migrated <- struct{}{}
+			}()
 		case "system_powerdown":
 			powerdown <- struct{}{}
 		case "human-monitor-command":
@@ -109,6 +117,8 @@ func fakeQEMU(args []string) {
 			// Go's runtime catches SIGABRT; a shell in our place does not.
 			_ = syscall.Exec("/bin/sh", []string{"sh", "-c", "kill -ABRT $$"}, os.Environ())
 			os.Exit(98)
+		case "await-migration":
+			<-migrated
 		case "await-powerdown":
 			<-powerdown
 		case "hang":
