@@ -6,13 +6,15 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/inner/qemu/qmptest"
 )
 
-func serve(t *testing.T, h qmptest.Handler) (*qmptest.Server, *QMP) {
+// serve answers with h, which may send events through the server.
+func serve(t *testing.T, h func(srv *qmptest.Server, cmd string, args json.RawMessage) (any, string)) (*qmptest.Server, *QMP) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "qmp.sock")
 	ln, err := net.Listen("unix", path)
@@ -20,7 +22,9 @@ func serve(t *testing.T, h qmptest.Handler) (*qmptest.Server, *QMP) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	srv := qmptest.Serve(ln, h)
+	var srv *qmptest.Server
+	srv = qmptest.New(func(cmd string, args json.RawMessage) (any, string) { return h(srv, cmd, args) })
+	srv.Start(ln)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	q, err := DialQMP(ctx, path)
@@ -33,7 +37,7 @@ func serve(t *testing.T, h qmptest.Handler) (*qmptest.Server, *QMP) {
 
 func TestQMPCommandsAndEvents(t *testing.T) {
 	calls := 0
-	srv, q := serve(t, func(cmd string, _ json.RawMessage) (any, string) {
+	srv, q := serve(t, func(_ *qmptest.Server, cmd string, _ json.RawMessage) (any, string) {
 		calls++
 		switch cmd {
 		case "query-status":
@@ -82,7 +86,7 @@ func TestQMPCommandsAndEvents(t *testing.T) {
 func TestQMPContextEndsAWait(t *testing.T) {
 	block := make(chan struct{})
 	t.Cleanup(func() { close(block) })
-	_, q := serve(t, func(string, json.RawMessage) (any, string) { <-block; return nil, "" })
+	_, q := serve(t, func(*qmptest.Server, string, json.RawMessage) (any, string) { <-block; return nil, "" })
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := q.Execute(ctx, "query-status", nil); err == nil {
@@ -101,8 +105,10 @@ func TestSaveAndRestoreFollowEvents(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var seen []string
-			var srv *qmptest.Server
-			srv, q := serve(t, func(cmd string, _ json.RawMessage) (any, string) {
+			var mu sync.Mutex
+			_, q := serve(t, func(srv *qmptest.Server, cmd string, _ json.RawMessage) (any, string) {
+				mu.Lock()
+				defer mu.Unlock()
 				seen = append(seen, cmd)
 				switch cmd {
 				case "migrate", "migrate-incoming":
@@ -138,7 +144,7 @@ func TestSaveAndRestoreFollowEvents(t *testing.T) {
 }
 
 func TestInstructionPointers(t *testing.T) {
-	_, q := serve(t, func(cmd string, _ json.RawMessage) (any, string) { return registersTwoCPUs, "" })
+	_, q := serve(t, func(*qmptest.Server, string, json.RawMessage) (any, string) { return registersTwoCPUs, "" })
 	got, err := InstructionPointers(t.Context(), q)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("%x %v", got, err)

@@ -72,7 +72,7 @@ func fakeQEMU(args []string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv = qmptest.Serve(ln, func(cmd string, _ json.RawMessage) (any, string) {
+	srv = qmptest.New(func(cmd string, _ json.RawMessage) (any, string) {
 		switch cmd {
 		case "migrate", "migrate-incoming":
 			go func() {
@@ -90,6 +90,7 @@ func fakeQEMU(args []string) {
 		}
 		return nil, ""
 	})
+	srv.Start(ln)
 	select {
 	case <-srv.Ready():
 	case <-time.After(10 * time.Second):

@@ -25,9 +25,19 @@ type Server struct {
 
 // Serve starts answering on ln until ln is closed.
 func Serve(ln net.Listener, h Handler) *Server {
-	s := &Server{ln: ln, handler: h, wait: make(chan struct{})}
-	go s.accept()
+	s := New(h)
+	s.Start(ln)
 	return s
+}
+
+// New returns a server that answers with h once started; h may use the
+// server (to send events).
+func New(h Handler) *Server { return &Server{handler: h, wait: make(chan struct{})} }
+
+// Start answers on ln until ln is closed.
+func (s *Server) Start(ln net.Listener) {
+	s.ln = ln
+	go s.accept()
 }
 
 // Ready is closed once a client has negotiated capabilities.
