@@ -150,3 +150,50 @@ func TestInstructionPointers(t *testing.T) {
 		t.Fatalf("%x %v", got, err)
 	}
 }
+
+// QEMU that ended before its monitor was up leaves a nil QMP: closed.
+func TestNilQMP(t *testing.T) {
+	var q *QMP
+	if _, err := q.Execute(t.Context(), "query-status", nil); err == nil {
+		t.Error("a nil monitor answered")
+	}
+	if _, ok := <-q.Events(); ok {
+		t.Error("events from a nil monitor")
+	}
+	ch, cancel := q.Subscribe()
+	defer cancel()
+	if _, ok := <-ch; ok {
+		t.Error("a subscription to a nil monitor")
+	}
+	<-q.Done()
+	if q.Close() != nil {
+		t.Error("close")
+	}
+}
+
+func TestDialQMPFailures(t *testing.T) {
+	if _, err := DialQMP(t.Context(), filepath.Join(t.TempDir(), "none.sock")); err == nil {
+		t.Error("dialled nothing")
+	}
+	// A socket that never greets: the context ends the wait.
+	path := filepath.Join(t.TempDir(), "mute.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := DialQMP(ctx, path); err == nil || !strings.Contains(err.Error(), "QMP greeting") {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestKVMUsable(t *testing.T) {
+	if err := KVMUsable(filepath.Join(t.TempDir(), "kvm")); err == nil {
+		t.Error("a missing device is usable")
+	}
+	if err := KVMUsable("/dev/null"); err == nil {
+		t.Error("/dev/null answers the KVM API")
+	}
+}
