@@ -148,7 +148,8 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 			return ExitHelper, nil
 		} else if sig != nil {
 			logrus.Infof("received %v: asking the guest to power off (up to %s)", sig, time.Duration(s.sp.ShutdownTimeout))
-			l := ladder{qmp: m.QMP(), done: m.Done(), kill: m.Kill, timeout: time.Duration(s.sp.ShutdownTimeout), repeat: s.o.Timing.PowerdownRepeat}
+			l := ladder{qmp: m.QMP(), done: m.Done(), kill: m.Kill, timeout: time.Duration(s.sp.ShutdownTimeout),
+				repeat: s.o.Timing.PowerdownRepeat, qmpWait: s.o.Timing.QMPTimeout}
 			code, reason := l.run(ctx, sigs)
 			s.endReason = reason
 			m.Wait()
@@ -175,7 +176,7 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 		if m, err = s.boot(ctx, s.cfg, nil); err != nil {
 			return ExitSetup, err
 		}
-		stopProbe = s.startProbe(ctx, m)
+		stopProbe, _ = s.afterBoot(ctx, m) // never a restore: see crashedEarly
 	}
 }
 
