@@ -52,7 +52,7 @@ func fakeVirtiofsd(args []string) {
 
 // fakeQEMU runs the script: steps separated by ';', each a verb and its
 // words: say TEXT, event NAME [REASON], exit N, abort, abort-once FILE,
-// await-powerdown, await-migration, hang.
+// await-powerdown, await-migration (until the VM runs again), hang.
 func fakeQEMU(args []string) {
 	script := os.Getenv(fakeScript)
 	var qmpPath string
@@ -78,8 +78,9 @@ func fakeQEMU(args []string) {
 			go func() {
 				srv.Emit("MIGRATION", map[string]string{"status": "active"})
 				srv.Emit("MIGRATION", map[string]string{"status": "completed"})
-				migrated <- struct{}{}
 			}()
+		case "cont":
+			migrated <- struct{}{}
 		case "system_powerdown":
 			powerdown <- struct{}{}
 		case "human-monitor-command":
