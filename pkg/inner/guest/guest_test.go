@@ -1,6 +1,9 @@
 package guest
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/bcvk/bcvk/pkg/consolelog"
@@ -87,4 +90,37 @@ func FuzzStep(f *testing.F) {
 			t.Fatalf("state larger than its input: %+v", s)
 		}
 	})
+}
+
+// Real console captures of the sample image under TCG (the last lines the
+// host showed), fed line by line.
+func TestCaptures(t *testing.T) {
+	for _, c := range []struct {
+		file      string
+		extra     []Input
+		phase     Phase
+		panicLine string
+	}{
+		{"early-panic.log", nil, Panicked, "Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug and send a report.  Then try booting with the 'noapic' option."},
+		// The host kept only the trace after the panic line: QMP tells.
+		{"sysrq-panic.log", []Input{ev("GUEST_PANICKED", "")}, Panicked, ""},
+		{"sysrq-panic.log", nil, Kernel, ""},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", c.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s State
+			for _, l := range strings.Split(string(b), "\n") {
+				s = Step(s, con(l))
+			}
+			for _, in := range c.extra {
+				s = Step(s, in)
+			}
+			if s.Phase != c.phase || s.PanicLine != c.panicLine {
+				t.Fatalf("%s %q", s.Phase, s.PanicLine)
+			}
+		})
+	}
 }
