@@ -3,6 +3,7 @@ package guest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -92,8 +93,8 @@ func FuzzStep(f *testing.F) {
 	})
 }
 
-// Real console captures of the sample image under TCG (the last lines the
-// host showed), fed line by line.
+// Real console captures of the sample image under TCG (a whole boot to a
+// sysrq crash; the last lines the host showed of others), fed line by line.
 func TestCaptures(t *testing.T) {
 	for _, c := range []struct {
 		file      string
@@ -101,6 +102,7 @@ func TestCaptures(t *testing.T) {
 		phase     Phase
 		panicLine string
 	}{
+		{"sample-boot-sysrq-panic.log", nil, Panicked, "Kernel panic - not syncing: sysrq triggered crash"},
 		{"early-panic.log", nil, Panicked, "Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug and send a report.  Then try booting with the 'noapic' option."},
 		// The host kept only the trace after the panic line: QMP tells.
 		{"sysrq-panic.log", []Input{ev("GUEST_PANICKED", "")}, Panicked, ""},
@@ -112,8 +114,14 @@ func TestCaptures(t *testing.T) {
 				t.Fatal(err)
 			}
 			var s State
+			var phases []Phase
 			for _, l := range strings.Split(string(b), "\n") {
-				s = Step(s, con(l))
+				if s = Step(s, con(l)); len(phases) == 0 || phases[len(phases)-1] != s.Phase {
+					phases = append(phases, s.Phase)
+				}
+			}
+			if c.file == "sample-boot-sysrq-panic.log" && !slices.Equal(phases, []Phase{Kernel, Handover, Systemd, Panicked}) {
+				t.Errorf("phases %v", phases)
 			}
 			for _, in := range c.extra {
 				s = Step(s, in)
