@@ -138,10 +138,11 @@ exec "$(dirname "$0")/mark.sh" "$d/console.log" "$3"
 WATCH
 
 # ---- the raw boot, run inside the runner container ----------------------------
-# boot.sh MODE VCPUS MEMORY DEADLINE QEMU-NAME does what bcvk-inner does
-# (pkg/inner/supervisor): find the kernel, build or pick the initramfs, start
-# virtiofsd and wait for its socket, start QEMU with the arguments of
-# pkg/inner/qemu.Args, and wait for a real SSH login. It prints one
+# boot.sh MODE VCPUS MEMORY DEADLINE NAME does what bcvk-inner does
+# (pkg/inner/supervisor): build or pick the initramfs, start virtiofsd and
+# wait for its socket, start QEMU with the command lines `bcvk-inner cmdline`
+# prints (the field changes a few of their words), and wait for a real SSH
+# login. It prints one
 # "BENCH key=value..." line of timestamps.
 cat >"$tmp/boot.sh" <<'BOOT'
 #!/bin/bash
@@ -166,44 +167,57 @@ fail() {
 	exit 1
 }
 
-# pkg/inner/qemu.BaseKernelArgs
-kargs="console=ttyS0,115200n8 selinux=0 panic=-1"
-# pkg/inner/virtiofsd.Args for a read-only share, but for the cache options.
-vfs=(--shared-dir="$img" --sandbox=none --allow-mmap --log-level=error --readonly --modcaps=-mknod)
+# The key reaches the guest as the systemd credential tmpfiles.extra: the
+# image is not changed.
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$run/key"
+# bcvk's own command lines for this spec (`bcvk-inner cmdline`), so the floor
+# is bcvk's line by construction: one "ROLE<TAB>SOCKET<TAB>ARGV..." a line.
+bcvk-inner cmdline --accel tcg --console=false --memory "${mem}M" --vcpus "$vcpus" --name "$name" \
+	--image-root "$img" --run-dir "$run" --ssh-key "$run/key.pub" >"$run/cmdline" || fail "bcvk-inner cmdline failed"
+vfs=() qemu=()
+while IFS=$'\t' read -r -a words; do
+	case ${words[0]} in
+	virtiofsd) vfs=("${words[@]:2}") ;;
+	qemu) qemu=("${words[@]:2}") ;;
+	esac
+done <"$run/cmdline"
+((${#vfs[@]} && ${#qemu[@]})) || fail "bcvk-inner cmdline printed no virtiofsd or QEMU line"
 handles=never
 case $mode in
 floor)
-	# bcvk's own initramfs; the command prints the kernel it belongs to.
-	kernel=$(bcvk-inner initramfs "$img" "$run/initramfs.img")
-	initrd=$run/initramfs.img
-	vfs+=(--cache=always)
+	# bcvk's own initramfs, at the path of bcvk's QEMU line.
+	bcvk-inner initramfs "$img" "$run/initramfs.img" >/dev/null
 	;;
 field)
 	kernels=("$img"/usr/lib/modules/*/vmlinuz)
 	[[ ${#kernels[@]} = 1 && -f ${kernels[0]} ]] || fail "want exactly one kernel, found: ${kernels[*]}"
-	kernel=${kernels[0]}
 	# The image's own (dracut) initramfs mounts the virtiofs root itself.
-	initrd=$(dirname "$kernel")/initramfs.img
-	kargs+=" rootfstype=virtiofs root=rootfs systemd.volatile=overlay systemd.mask=systemd-journal-flush.service"
-	vfs+=(--cache=never)
+	for i in "${!qemu[@]}"; do
+		case ${qemu[i]} in
+		-initrd) qemu[i + 1]=$(dirname "${kernels[0]}")/initramfs.img ;;
+		-append) qemu[i + 1]+=" rootfstype=virtiofs root=rootfs systemd.volatile=overlay systemd.mask=systemd-journal-flush.service" ;;
+		esac
+	done
+	for i in "${!vfs[@]}"; do
+		[[ ${vfs[i]} != --cache=* ]] || vfs[i]=--cache=never
+	done
 	handles=fallback
 	;;
 *) fail "unknown mode $mode" ;;
 esac
 stamp t_initramfs
 
-# The key reaches the guest as the systemd credential tmpfiles.extra
-# (pkg/credential): the image is not changed.
-ssh-keygen -q -t ed25519 -N '' -C bench -f "$run/key"
-keyb64=$(base64 -w0 <"$run/key.pub") # key.pub ends with a newline, as bcvk's key does
-cred=$({
-	printf 'd /root/.ssh 0700 root root -\n'
-	printf 'f+~ /root/.ssh/authorized_keys 0600 root root - %s\n' "$keyb64"
-} | base64 -w0)
-
-start_virtiofsd() { # SOCKET
+start_virtiofsd() { # SOCKET: bcvk's virtiofsd line with this socket and $handles
+	local args=() a
+	for a in "${vfs[@]}"; do
+		case $a in
+		--socket-path=*) a=--socket-path=$1 ;;
+		--inode-file-handles=*) a=--inode-file-handles=$handles ;;
+		esac
+		args+=("$a")
+	done
 	rm -f "$1"
-	/usr/libexec/virtiofsd "${vfs[@]}" --socket-path="$1" --inode-file-handles="$handles" 2>>"$run/virtiofsd.err" &
+	"${args[@]}" 2>>"$run/virtiofsd.err" &
 	vfs_pid=$!
 	local i
 	for ((i = 0; i < 2000; i++)); do
@@ -229,24 +243,11 @@ fi
 stamp t_kernel
 start_virtiofsd "$run/virtiofs.sock" || fail "virtiofsd did not start"
 
-qemu=(-name "$name,debug-threads=on" -nodefaults -no-user-config -display none -no-reboot
-	-machine q35,sata=off,smbus=off,i8042=off,vmport=off -accel tcg,tb-size=256 -cpu max,svm=off,vmx=off
-	-smp "$vcpus" -m "${mem}M"
-	-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
-	-kernel "$kernel" -initrd "$initrd" -append "$kargs"
-	-chardev "socket,id=rootfs,path=$run/virtiofs.sock"
-	-device vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag=rootfs
-	-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1
-	-device virtio-net-pci,netdev=net0,romfile=
-	-device virtio-rng-pci
-	-chardev stdio,id=console,signal=off -serial chardev:console
-	-qmp "unix:$run/qmp.sock,server=on,wait=off"
-	-smbios "type=11,value=io.systemd.credential.binary:tmpfiles.extra=$cred")
-qemu-system-x86_64 "${qemu[@]}" </dev/null >"$run/console.log" 2>"$run/qemu.err" &
+"${qemu[@]}" </dev/null >"$run/console.log" 2>"$run/qemu.err" &
 qemu_pid=$!
 /bench/mark.sh "$run/console.log" "$run/marks" &
 
-# The probe does what bcvk-inner's does (pkg/inner/supervisor probeSSH),
+# The probe does what bcvk-inner's does (pkg/inner/sshprobe),
 # with real logins where bcvk waits for a banner (the time the banner came
 # is taken from ssh -v, for a like-for-like figure). Until the guest is on the
 # network, QEMU's user net holds a connection without an answer; so first
@@ -424,7 +425,7 @@ raw_boot() {
 	echo "== $mode, run $i/$RUNS${try_suffix:+ (again)}" >&2
 	containers+=("$name")
 	local t0 t1 rc=0 samples="$tmp/$id.samples"
-	sample_start "$samples" "$name"
+	sample_start "$samples" "bcvk-$name" # QEMU's -name
 	stamp t0
 	# --foreground keeps timeout in our process group, so Ctrl-C reaches podman.
 	run_child timeout --foreground -k 10 $((timeout_s + 60)) podman run --rm --name "$name" --pull=never \

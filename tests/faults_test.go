@@ -174,8 +174,8 @@ func TestVMEndsUnderCommand(t *testing.T) {
 		want    string
 		code    int
 	}{
-		{"qemu-killed", []string{"sleep", "600"}, kill("qemu-system"), "QEMU was killed by signal", 255},
-		{"virtiofsd-killed", []string{"sleep", "600"}, kill("virtiofsd"), "virtiofsd was killed by signal killed, so the VM was stopped", 255},
+		{"qemu-killed", []string{"sleep", "600"}, kill("qemu-system"), "QEMU was killed by SIGKILL", 255},
+		{"virtiofsd-killed", []string{"sleep", "600"}, kill("virtiofsd"), "virtiofsd was killed by SIGKILL, so the VM was stopped", 255},
 		{"podman-kill", []string{"sleep", "600"}, func(t *testing.T, name string) {
 			if out, err := exec.Command("podman", "kill", name).CombinedOutput(); err != nil {
 				t.Fatalf("podman kill: %v %s", err, out)
@@ -310,7 +310,7 @@ func TestQEMUCrashEarlyRestarts(t *testing.T) {
 	waitUntil(t, s.done, 2*time.Minute, abort, func() string { return "QEMU to start:\n" + tail(s.errb.String(), 15) })
 	code := s.end(t, bootTimeout)
 	stderr := s.errb.String()
-	if code != 0 || !strings.Contains(stderr, "QEMU crashed early in the boot, before the guest ran anything (QEMU was killed by signal aborted): starting the VM again") {
+	if code != 0 || !strings.Contains(stderr, "QEMU crashed early in the boot, before the guest ran anything (QEMU was killed by SIGABRT): starting the VM again") {
 		t.Errorf("exit %d, want 0 after one restart; stderr:\n%s", code, tail(stderr, 30))
 	}
 	assertNothingLeft(t, name, sharedState)

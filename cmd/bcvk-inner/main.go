@@ -25,6 +25,16 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) >= 2 && os.Args[1] == "cmdline" {
+		// bcvk-inner cmdline [RUNNER-FLAGS] [--image-root DIR] [--run-dir DIR]
+		// [--ssh-key FILE]: print the virtiofsd and QEMU command lines, one
+		// a line as ROLE<TAB>SOCKET<TAB>ARGV... (used by hack/bench.sh).
+		if err := supervisor.WriteCommandLines(os.Args[2:], supervisor.DefaultOptions(), os.Stdout); err != nil {
+			os.Stderr.WriteString("bcvk-inner cmdline: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == "proxy" {
 		// bcvk-inner proxy ADDR: an ssh ProxyCommand (bcvk ephemeral ssh-config).
 		if err := proxy.Run(os.Args[2], os.Stdin, os.Stdout); err != nil {

@@ -79,9 +79,39 @@ func (p *Proc) ExitDescription() string {
 	case ws.Exited():
 		return fmt.Sprintf("exited with status %d", ws.ExitStatus())
 	case ws.Signaled():
-		return fmt.Sprintf("was killed by signal %v", ws.Signal())
+		return "was killed by " + SignalName(ws.Signal())
 	}
 	return "ended"
+}
+
+// SignalName is the signal's C name ("SIGKILL"), which users search for,
+// not Go's description ("killed").
+func SignalName(sig syscall.Signal) string {
+	if n := unix.SignalName(sig); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// StartLogged starts cmd with its stderr, and its stdout unless cmd has
+// one, copied to log and the last of them kept for Output.
+func (t *Table) StartLogged(name string, cmd *exec.Cmd, log io.Writer) (*Proc, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	if cmd.Stdout == nil {
+		cmd.Stdout = w
+	}
+	cmd.Stderr = w
+	p, err := t.Start(name, cmd)
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	go p.CaptureOutput(r, log)
+	return p, nil
 }
 
 // Table tracks the children of this process.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,4 +72,38 @@ func TestRunOutputAndError(t *testing.T) {
 	if err := tb.Run(ctx, nil, "sleep", "30"); err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("context did not stop the child: %v after %s", err, time.Since(start))
 	}
+}
+
+func TestExitDescriptionNamesSignals(t *testing.T) {
+	tb := NewTable()
+	defer tb.Close()
+	var log strings.Builder
+	p, err := tb.StartLogged("sh", exec.Command("sh", "-c", "echo about to die; kill -KILL $$"), &syncWriter{b: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if got := p.ExitDescription(); got != "was killed by SIGKILL" {
+		t.Errorf("got %q", got)
+	}
+	if got := p.Output(); got != ": about to die" {
+		t.Errorf("output %q", got)
+	}
+	if got := SignalName(6); got != "SIGABRT" {
+		t.Errorf("got %q", got)
+	}
+	if got := SignalName(99); got != "signal 99" {
+		t.Errorf("got %q", got)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

@@ -126,6 +126,10 @@ func Args(c Config) []string {
 		// A restored warm VM is a clone: the VM generation ID changes with
 		// every QEMU start, and the guest kernel reseeds its RNG on it.
 		"-device", "vmgenid,guid=auto",
+		// The guest kernel reports a panic here and QEMU sends GUEST_PANICKED;
+		// the guest goes on to print and end the panic itself (panic=-1 with
+		// -no-reboot), so the console keeps the panic line.
+		"-device", "pvpanic", "-action", "panic=none",
 		"-chardev", "stdio,id=console,signal=off",
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+c.QMPSocket+",server=on,wait=off",

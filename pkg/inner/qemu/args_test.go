@@ -29,6 +29,7 @@ func TestArgsTCG(t *testing.T) {
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
 		"-device", "vmgenid,guid=auto",
+		"-device", "pvpanic", "-action", "panic=none",
 		"-chardev", "stdio,id=console,signal=off",
 		"-serial", "chardev:console",
 		"-qmp", "unix:/run/bcvk/qmp.sock,server=on,wait=off",

@@ -1,115 +1,97 @@
 package qemu
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"time"
 )
-
-// Command is one QMP command with its arguments.
-type Command struct {
-	Execute   string `json:"execute"`
-	Arguments any    `json:"arguments,omitempty"`
-}
-
-// QMPRun runs cmds in order on one connection and returns the last reply.
-func QMPRun(ctx context.Context, path string, cmds ...Command) (json.RawMessage, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	r := bufio.NewReader(conn)
-	if _, err := r.ReadBytes('\n'); err != nil {
-		return nil, fmt.Errorf("QMP greeting: %w", err)
-	}
-	var ret json.RawMessage
-	for _, c := range append([]Command{{Execute: "qmp_capabilities"}}, cmds...) {
-		b, _ := json.Marshal(c)
-		if _, err := conn.Write(append(b, '\n')); err != nil {
-			return nil, err
-		}
-		if ret, err = readReturn(r); err != nil {
-			return nil, fmt.Errorf("QMP %s: %w", c.Execute, err)
-		}
-	}
-	return ret, nil
-}
 
 // migrationSetup is what both ends of a file migration set first:
 // mapped-ram with multifd loads a 2 GiB guest in well under a second here
-// (a plain stream took 1.4-2.9 s).
-func migrationSetup() []Command {
-	return []Command{
-		{Execute: "migrate-set-capabilities", Arguments: map[string]any{"capabilities": []map[string]any{
-			{"capability": "mapped-ram", "state": true},
-			{"capability": "multifd", "state": true},
-		}}},
-		{Execute: "migrate-set-parameters", Arguments: map[string]any{"multifd-channels": 2}},
+// (a plain stream took 1.4-2.9 s). events makes QEMU send MIGRATION events,
+// so nobody polls query-migrate.
+func migrationSetup(ctx context.Context, q *QMP) error {
+	if _, err := q.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": []map[string]any{
+		{"capability": "events", "state": true},
+		{"capability": "mapped-ram", "state": true},
+		{"capability": "multifd", "state": true},
+	}}); err != nil {
+		return err
 	}
+	_, err := q.Execute(ctx, "migrate-set-parameters", map[string]any{"multifd-channels": 2})
+	return err
 }
-
-const migrationPoll = 100 * time.Millisecond
 
 // SaveState pauses the VM, writes its whole state (RAM, devices and
 // virtiofsd's state, which QEMU carries) to file and resumes it.
-func SaveState(ctx context.Context, qmpPath, file string) error {
-	return migrateAndRun(ctx, qmpPath, append(migrationSetup(), Command{Execute: "stop"},
-		Command{Execute: "migrate", Arguments: map[string]any{"uri": "file:" + file}}))
+func SaveState(ctx context.Context, q *QMP, file string) error {
+	return migrateAndRun(ctx, q, Command{Execute: "stop"}, Command{Execute: "migrate", Arguments: map[string]any{"uri": "file:" + file}})
 }
 
 // RestoreState loads file into a QEMU started with -incoming defer and
 // runs the VM (a restored VM starts paused).
-func RestoreState(ctx context.Context, qmpPath, file string) error {
-	return migrateAndRun(ctx, qmpPath, append(migrationSetup(),
-		Command{Execute: "migrate-incoming", Arguments: map[string]any{"uri": "file:" + file}}))
+func RestoreState(ctx context.Context, q *QMP, file string) error {
+	return migrateAndRun(ctx, q, Command{Execute: "migrate-incoming", Arguments: map[string]any{"uri": "file:" + file}})
 }
 
-// migrateAndRun starts a migration with cmds, waits for it to complete
-// and lets the VM run again.
-func migrateAndRun(ctx context.Context, qmpPath string, cmds []Command) error {
-	if _, err := QMPRun(ctx, qmpPath, cmds...); err != nil {
+// Command is one QMP command with its arguments.
+type Command struct {
+	Execute   string
+	Arguments any
+}
+
+// migrateAndRun starts a migration with cmds, waits for its MIGRATION
+// event to say it ended, and lets the VM run again.
+func migrateAndRun(ctx context.Context, q *QMP, cmds ...Command) error {
+	if err := migrationSetup(ctx, q); err != nil {
 		return err
 	}
-	if err := waitMigration(ctx, qmpPath); err != nil {
+	events, cancel := q.Subscribe()
+	defer cancel()
+	for _, c := range cmds {
+		if _, err := q.Execute(ctx, c.Execute, c.Arguments); err != nil {
+			return err
+		}
+	}
+	if err := waitMigration(ctx, q, events); err != nil {
 		return err
 	}
-	_, err := QMPRun(ctx, qmpPath, Command{Execute: "cont"})
+	_, err := q.Execute(ctx, "cont", nil)
 	return err
 }
 
-func waitMigration(ctx context.Context, qmpPath string) error {
-	t := time.NewTicker(migrationPoll)
-	defer t.Stop()
+func waitMigration(ctx context.Context, q *QMP, events <-chan Event) error {
+	last := "not started"
 	for {
-		raw, err := QMPRun(ctx, qmpPath, Command{Execute: "query-migrate"})
-		if err != nil {
-			return err
-		}
-		var st struct {
-			Status    string `json:"status"`
-			ErrorDesc string `json:"error-desc"`
-		}
-		if err := json.Unmarshal(raw, &st); err != nil {
-			return err
-		}
-		switch st.Status {
-		case "completed":
-			return nil
-		case "failed", "cancelled":
-			return fmt.Errorf("migration %s: %s", st.Status, st.ErrorDesc)
-		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("migration still %q: %w", st.Status, ctx.Err())
-		case <-t.C:
+			return fmt.Errorf("migration still %q: %w", last, ctx.Err())
+		case e, ok := <-events:
+			if !ok {
+				return fmt.Errorf("QEMU ended during the migration (%s)", last)
+			}
+			if e.Name != "MIGRATION" {
+				continue
+			}
+			switch last = e.Status(); last {
+			case "completed":
+				return nil
+			case "failed", "cancelled":
+				return fmt.Errorf("migration %s: %s", last, migrationError(ctx, q))
+			}
 		}
 	}
+}
+
+// migrationError asks QEMU why a migration failed; the event does not say.
+func migrationError(ctx context.Context, q *QMP) string {
+	raw, err := q.Execute(ctx, "query-migrate", nil)
+	if err != nil {
+		return err.Error()
+	}
+	var st struct {
+		ErrorDesc string `json:"error-desc"`
+	}
+	_ = json.Unmarshal(raw, &st)
+	return st.ErrorDesc
 }

@@ -33,9 +33,8 @@ func ParseInstructionPointers(info string) []uint64 {
 }
 
 // InstructionPointers asks QEMU for every vCPU's instruction pointer.
-func InstructionPointers(ctx context.Context, qmpPath string) ([]uint64, error) {
-	raw, err := QMPRun(ctx, qmpPath, Command{Execute: "human-monitor-command",
-		Arguments: map[string]string{"command-line": "info registers -a"}})
+func InstructionPointers(ctx context.Context, q *QMP) ([]uint64, error) {
+	raw, err := q.Execute(ctx, "human-monitor-command", map[string]string{"command-line": "info registers -a"})
 	if err != nil {
 		return nil, err
 	}

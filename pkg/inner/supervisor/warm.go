@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/machine"
 	"github.com/bcvk/bcvk/pkg/inner/qemu"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/sshclient"
@@ -24,21 +25,20 @@ const (
 	warmRestoreTimeout = 2 * time.Minute
 	warmLoginTimeout   = time.Minute
 	warmLoginRetry     = 500 * time.Millisecond
-	qmpStartTimeout    = 10 * time.Second
 )
 
 // guestSSH runs a command in the guest as root with the key at keyPath.
 func (s *supervisor) guestSSH(ctx context.Context, keyPath string, cmd ...string) error {
 	args := sshclient.Args(keyPath, spec.GuestSSHPort, []string{"-o", "ConnectTimeout=10"}, "root", cmd)
-	return s.table.Run(ctx, io.Discard, append([]string{"ssh"}, args...)...)
+	return s.table.Run(ctx, io.Discard, append([]string{s.o.SSH}, args...)...)
 }
 
 // saveWarm saves the running VM into the warm directory, the state last
 // but for meta.json, whose presence marks the directory complete. A failure
 // is a warning: this VM goes on, the next run boots afresh.
-func (s *supervisor) saveWarm(ctx context.Context, v *vm) {
+func (s *supervisor) saveWarm(ctx context.Context, m *machine.Machine) {
 	start := time.Now()
-	err := s.doSaveWarm(ctx, v)
+	err := s.doSaveWarm(ctx, m)
 	if err != nil {
 		msg := fmt.Sprintf("could not save the VM for warm starts: %v", err)
 		logrus.Warn(msg)
@@ -48,7 +48,7 @@ func (s *supervisor) saveWarm(ctx context.Context, v *vm) {
 	logrus.Infof("saved the VM for warm starts in %.1fs", time.Since(start).Seconds())
 }
 
-func (s *supervisor) doSaveWarm(ctx context.Context, v *vm) error {
+func (s *supervisor) doSaveWarm(ctx context.Context, m *machine.Machine) error {
 	ctx, cancel := context.WithTimeout(ctx, warmSaveTimeout)
 	defer cancel()
 	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
@@ -73,18 +73,18 @@ func (s *supervisor) doSaveWarm(ctx context.Context, v *vm) error {
 		authorizeOnly(restoreKey.Public)); err != nil {
 		return fmt.Errorf("giving the guest the restore key: %w", err)
 	}
-	saveErr := qemu.SaveState(ctx, v.qmpSocket, filepath.Join(s.o.WarmDir, spec.WarmStateFile))
+	saveErr := qemu.SaveState(ctx, m.QMP(), filepath.Join(s.o.WarmDir, spec.WarmStateFile))
 	if err := s.guestSSH(ctx, savedKey, "sh", "-c", authorizeOnly(s.sp.SSHAuthorizedKey)); err != nil {
 		return errors.Join(saveErr, fmt.Errorf("giving the guest its key back after the save: %w", err))
 	}
 	if saveErr != nil {
 		return saveErr
 	}
-	if err := copyFile(s.finalCfg.Initramfs, filepath.Join(s.o.WarmDir, spec.WarmInitramfsFile), 0o644); err != nil {
+	if err := copyFile(s.cfg.Initramfs, filepath.Join(s.o.WarmDir, spec.WarmInitramfsFile), 0o644); err != nil {
 		return err
 	}
 	return spec.WarmMeta{
-		Accel: s.finalCfg.Accel, SMBIOSCredentials: s.finalCfg.SMBIOSCredentials, KernelVersion: s.kernelVersion,
+		Accel: s.cfg.Accel, SMBIOSCredentials: s.cfg.SMBIOSCredentials, KernelVersion: s.kernel.Version,
 	}.Write(s.o.WarmDir)
 }
 
@@ -98,14 +98,11 @@ func authorizeOnly(pubkey string) string {
 // restoreWarm loads the saved state into the waiting QEMU, then swaps the
 // saved key for this VM's own and sets the guest clock (it stood still
 // while the state was on disk), and reports SSH ready.
-func (s *supervisor) restoreWarm(ctx context.Context, v *vm) error {
+func (s *supervisor) restoreWarm(ctx context.Context, m *machine.Machine) error {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, warmRestoreTimeout)
 	defer cancel()
-	if err := waitSocket(v.qmpSocket, v.qemu, qmpStartTimeout); err != nil {
-		return err
-	}
-	if err := qemu.RestoreState(rctx, v.qmpSocket, filepath.Join(s.o.WarmDir, spec.WarmStateFile)); err != nil {
+	if err := qemu.RestoreState(rctx, m.QMP(), filepath.Join(s.o.WarmDir, spec.WarmStateFile)); err != nil {
 		return err
 	}
 	s.ev.Emit(events.PhaseBooting, fmt.Sprintf("restored the saved VM in %.1fs", time.Since(start).Seconds()))
@@ -121,8 +118,8 @@ func (s *supervisor) restoreWarm(ctx context.Context, v *vm) error {
 		select {
 		case <-lctx.Done():
 			return fmt.Errorf("the restored guest did not take its new SSH key: %w", err)
-		case <-v.qemu.Done():
-			return fmt.Errorf("QEMU %s", v.qemu.ExitDescription())
+		case <-m.Done():
+			return fmt.Errorf("QEMU %s", m.QEMU().ExitDescription())
 		case <-time.After(warmLoginRetry):
 		}
 	}

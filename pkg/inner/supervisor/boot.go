@@ -1,0 +1,138 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/console"
+	"github.com/bcvk/bcvk/pkg/inner/guest"
+	"github.com/bcvk/bcvk/pkg/inner/kernel"
+	"github.com/bcvk/bcvk/pkg/inner/machine"
+	"github.com/bcvk/bcvk/pkg/inner/proc"
+	"github.com/bcvk/bcvk/pkg/inner/qemu"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// prepare finds the kernel, builds the initramfs while the root's virtiofsd
+// starts, and boots the machine (with the KVM watch and fallback).
+func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machine, error) {
+	k, err := kernel.Find(s.o.ImageRoot)
+	if err != nil {
+		if _, statErr := os.Stat(s.o.ImageRoot); statErr != nil {
+			err = fmt.Errorf("no image is mounted at %s: start the runner with --mount=type=image,source=IMAGE,destination=%s", s.o.ImageRoot, spec.ImageRoot)
+		}
+		return nil, err
+	}
+	s.kernel = k
+	initrd := filepath.Join(s.o.RunDir, "initramfs.img")
+	var warm spec.WarmMeta
+	if s.sp.Warm == spec.WarmRestore {
+		// The saved VM booted with this initramfs: QEMU's line must match.
+		initrd = filepath.Join(s.o.WarmDir, spec.WarmInitramfsFile)
+	}
+	cfg, err := qemuConfig(s.o, s.sp, k.Image, initrd)
+	if err != nil {
+		return nil, err
+	}
+	// virtiofsd comes up while the initramfs is built; until a machine owns
+	// it, it is ours to stop.
+	vp, err := machine.StartHelper(s.table, machineConfig(s.o, s.sp, cfg).Helpers[0], s.o.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if vp != nil {
+			vp.Signal(unix.SIGKILL)
+		}
+	}()
+	if s.sp.Warm == spec.WarmRestore {
+		if warm, err = spec.ReadWarmMeta(s.o.WarmDir); err != nil {
+			return nil, fmt.Errorf("reading the saved VM: %w", err)
+		}
+		if warm.KernelVersion != k.Version {
+			return nil, fmt.Errorf("the saved VM ran kernel %s, the image has %s", warm.KernelVersion, k.Version)
+		}
+	} else if err := buildInitramfs(ctx, s.table, s.sp.Binds, k, initrd); err != nil {
+		return nil, err
+	}
+	if err := s.prepareDisks(ctx); err != nil {
+		return nil, err
+	}
+	accel, watch, err := s.chooseAccel()
+	if err != nil {
+		return nil, err
+	}
+	if s.sp.Warm == spec.WarmRestore {
+		accel, watch = warm.Accel, false
+		cfg.SMBIOSCredentials = warm.SMBIOSCredentials
+		cfg.Incoming = true
+	}
+	consoleLog, err := console.OpenLog(filepath.Join(logDir, spec.ConsoleFile), console.DefaultLogMax)
+	if err != nil {
+		return nil, err
+	}
+	s.consoleLog, s.consoleOut = consoleLog, consoleLog
+	if s.sp.Console {
+		s.consoleOut = io.MultiWriter(consoleLog, s.o.Stdout)
+	}
+	cfg.Accel = accel
+	early := vp
+	vp = nil // the machine owns it now, on every path
+	m, err := s.boot(ctx, cfg, early)
+	if err != nil || !watch {
+		return m, err
+	}
+	if ok, why, broken := s.watchKVM(ctx, m); !ok {
+		s.kvmFallback(why, broken)
+		m.Kill()
+		cfg.Accel = spec.AccelTCG
+		return s.boot(ctx, cfg, nil)
+	}
+	return m, nil
+}
+
+// boot starts one machine for cfg. Each start is a kernel event: the host
+// shows the step (again, after a KVM fallback or a restart), with the
+// accelerator really used. A later start begins a fresh console log, guest
+// state and virtiofsd.
+func (s *supervisor) boot(ctx context.Context, cfg qemu.Config, early *proc.Proc) (*machine.Machine, error) {
+	if early == nil {
+		_ = s.consoleLog.Reset()
+	}
+	s.state = guest.State{}
+	what := "kernel"
+	if s.sp.Warm == spec.WarmRestore {
+		what = "restoring a saved VM: kernel"
+	}
+	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, s.kernel.Version, cfg.Accel, s.sp.MemoryMiB, s.sp.VCPUs))
+	mc := machineConfig(s.o, s.sp, cfg)
+	mc.Console = s.consoleOut
+	if s.sp.Console {
+		if f, ok := s.o.Stdin.(*os.File); ok {
+			mc.Stdin = f
+		}
+	}
+	logrus.Debugf("qemu: %q", mc.QEMU)
+	s.cfg = cfg
+	return machine.Start(ctx, s.table, mc, early)
+}
+
+// afterBoot restores a warm VM or starts the SSH probe; it returns the
+// probe's stop.
+func (s *supervisor) afterBoot(ctx context.Context, m *machine.Machine) (func(), error) {
+	switch {
+	case s.sp.Warm == spec.WarmRestore:
+		if err := s.restoreWarm(ctx, m); err != nil {
+			return func() {}, fmt.Errorf("restoring the saved VM: %w", err)
+		}
+	case s.sp.SSHAuthorizedKey != "":
+		return s.startProbe(ctx, m), nil
+	}
+	return func() {}, nil
+}

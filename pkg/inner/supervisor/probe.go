@@ -1,0 +1,41 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/machine"
+	"github.com/bcvk/bcvk/pkg/inner/sshprobe"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
+)
+
+// startProbe reports SSH ready once m's sshd greets (after saving a warm
+// VM, when asked to). The probe ends with m's QEMU or the returned cancel.
+func (s *supervisor) startProbe(ctx context.Context, m *machine.Machine) context.CancelFunc {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-m.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		p := sshprobe.New(fmt.Sprintf("127.0.0.1:%d", spec.GuestNetProbePort), fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort))
+		if p.Wait(ctx) != nil {
+			return
+		}
+		if s.sp.Warm == spec.WarmSave {
+			s.saveWarm(ctx, m)
+		}
+		s.ev.Emit(events.PhaseSSH, "SSH is ready")
+		logrus.Info("SSH is ready")
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
+	}()
+	return cancel
+}

@@ -1,0 +1,165 @@
+package supervisor
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/machine"
+	"github.com/bcvk/bcvk/pkg/inner/proc"
+	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
+)
+
+func warmFixture(t *testing.T, sp spec.Spec, script string) *fixture {
+	t.Helper()
+	sp.SSHAuthorizedKey = "ssh-ed25519 AAAA user"
+	f := newFixture(t, sp, script, "")
+	f.o.SSH = "true" // the guest takes every key
+	if err := os.MkdirAll(f.o.WarmDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestWarmRestore(t *testing.T) {
+	sp := testSpec()
+	sp.Warm = spec.WarmRestore
+	f := warmFixture(t, sp, "await-migration; event SHUTDOWN guest-shutdown; exit 0")
+	if err := os.WriteFile(filepath.Join(f.o.WarmDir, spec.WarmInitramfsFile), []byte("i"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := (spec.WarmMeta{Accel: spec.AccelTCG, KernelVersion: "6.12.0", SMBIOSCredentials: []string{"io.systemd.credential.binary:x=eA=="}}).Write(f.o.WarmDir); err != nil {
+		t.Fatal(err)
+	}
+	code, evs := f.run(t)
+	if code != ExitPoweredOff || !hasPhase(evs, events.PhaseSSH, "warm start") || !hasPhase(evs, events.PhaseKernel, "restoring a saved VM") {
+		t.Fatalf("exit %d %+v\n%s", code, evs, f.stderr)
+	}
+}
+
+func TestWarmRestoreOfAnotherKernel(t *testing.T) {
+	sp := testSpec()
+	sp.Warm = spec.WarmRestore
+	f := warmFixture(t, sp, "")
+	if err := (spec.WarmMeta{Accel: spec.AccelTCG, KernelVersion: "6.1.0"}).Write(f.o.WarmDir); err != nil {
+		t.Fatal(err)
+	}
+	code, evs := f.run(t)
+	if code != ExitSetup || !hasPhase(evs, events.PhaseError, "the saved VM ran kernel 6.1.0, the image has 6.12.0") {
+		t.Fatalf("exit %d %+v", code, evs)
+	}
+}
+
+// The save writes the state, the initramfs and, last, the meta that marks
+// the directory complete.
+func TestWarmSave(t *testing.T) {
+	sp := testSpec()
+	sp.Warm, sp.SSHAuthorizedKey = spec.WarmSave, "ssh-ed25519 AAAA user"
+	f := warmFixture(t, sp, "await-migration; hang")
+	if err := os.WriteFile(filepath.Join(f.o.StateDir, spec.SSHKeyFile), []byte("key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logrus.SetOutput(f.o.Stderr) // as Main does
+	s := &supervisor{o: f.o, sp: sp, table: proc.NewTable(), ready: make(chan struct{}, 1)}
+	defer s.table.Close()
+	if _, err := s.openEvents(); err != nil {
+		t.Fatal(err)
+	}
+	initrd := filepath.Join(f.o.RunDir, "initramfs.img")
+	if err := os.WriteFile(initrd, []byte("initramfs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := qemuConfig(f.o, sp, "/k", initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Accel = spec.AccelTCG
+	s.cfg, s.kernel.Version = cfg, "6.12.0"
+	mc := machineConfig(f.o, sp, cfg)
+	mc.Console = &syncBuffer{}
+	m, err := machine.Start(t.Context(), s.table, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Kill()
+	s.saveWarm(t.Context(), m)
+	meta, err := spec.ReadWarmMeta(f.o.WarmDir)
+	if err != nil || meta.KernelVersion != "6.12.0" || meta.Accel != spec.AccelTCG || len(meta.SMBIOSCredentials) != 1 {
+		t.Fatalf("%+v %v\n%s", meta, err, f.stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.o.WarmDir, spec.WarmInitramfsFile)); string(b) != "initramfs" {
+		t.Errorf("initramfs %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(f.o.WarmDir, spec.WarmKeyFile)); err != nil {
+		t.Errorf("no restore key: %v", err)
+	}
+	// A guest that refuses the restore key: no save, a warning.
+	s.o.SSH = "false"
+	if err := os.Remove(filepath.Join(f.o.WarmDir, "meta.json")); err != nil {
+		t.Fatal(err)
+	}
+	s.saveWarm(t.Context(), m)
+	if !strings.Contains(f.stderr.String(), "could not save the VM for warm starts: giving the guest the restore key") {
+		t.Errorf("stderr:\n%s", f.stderr)
+	}
+}
+
+func TestSetupFailures(t *testing.T) {
+	t.Run("no image", func(t *testing.T) {
+		f := newFixture(t, testSpec(), "", "")
+		f.o.ImageRoot = filepath.Join(t.TempDir(), "none")
+		code, evs := f.run(t)
+		if code != ExitSetup || !hasPhase(evs, events.PhaseError, "no image is mounted at") {
+			t.Fatalf("exit %d %+v", code, evs)
+		}
+	})
+	t.Run("kvm asked, none usable", func(t *testing.T) {
+		sp := testSpec()
+		sp.Accel = spec.AccelKVM
+		f := newFixture(t, sp, "", "")
+		code, evs := f.run(t)
+		if code != ExitSetup || !hasPhase(evs, events.PhaseError, "--accel kvm: /dev/kvm is not usable: no KVM in unit tests") {
+			t.Fatalf("exit %d %+v", code, evs)
+		}
+	})
+	t.Run("auto without KVM warns", func(t *testing.T) {
+		sp := testSpec()
+		sp.Accel = spec.AccelAuto
+		f := newFixture(t, sp, "event SHUTDOWN guest-shutdown; exit 0", "")
+		code, evs := f.run(t)
+		if code != ExitPoweredOff || !hasPhase(evs, events.PhaseWarning, "KVM is not usable") {
+			t.Fatalf("exit %d %+v", code, evs)
+		}
+	})
+	t.Run("disks", func(t *testing.T) {
+		sp := testSpec()
+		sp.Disks = []spec.Disk{{File: "out.raw", Format: spec.FormatRaw, Serial: "output", CreateSize: 1 << 20},
+			{File: "out.qcow2", Format: spec.FormatQCOW2, Serial: "q", CreateSize: 1 << 20}}
+		f := newFixture(t, sp, "event SHUTDOWN guest-shutdown; exit 0", "")
+		f.o.QEMUImg = "true"
+		if err := os.MkdirAll(f.o.DisksDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if code, evs := f.run(t); code != ExitPoweredOff {
+			t.Fatalf("exit %d %+v", code, evs)
+		}
+		if fi, err := os.Stat(filepath.Join(f.o.DisksDir, "out.raw")); err != nil || fi.Size() != 1<<20 {
+			t.Fatalf("%v %v", fi, err)
+		}
+		// A disk that is there already is not ours to overwrite.
+		if code, evs := f.run(t); code != ExitSetup || !hasPhase(evs, events.PhaseError, "creating the disk out.raw") {
+			t.Fatalf("exit %d %+v", code, evs)
+		}
+	})
+	t.Run("missing disk", func(t *testing.T) {
+		sp := testSpec()
+		sp.Disks = []spec.Disk{{File: "in.raw", Format: spec.FormatRaw, Serial: "in"}}
+		f := newFixture(t, sp, "", "")
+		if code, evs := f.run(t); code != ExitSetup || !hasPhase(evs, events.PhaseError, "is a host directory mounted at") {
+			t.Fatalf("exit %d %+v", code, evs)
+		}
+	})
+}
