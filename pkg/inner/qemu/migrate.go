@@ -3,7 +3,9 @@ package qemu
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // migrationSetup is what both ends of a file migration set first:
@@ -23,15 +25,23 @@ func migrationSetup(ctx context.Context, q *QMP) error {
 }
 
 // SaveState pauses the VM, writes its whole state (RAM, devices and
-// virtiofsd's state, which QEMU carries) to file and resumes it.
+// virtiofsd's state, which QEMU carries) to file and resumes it. The VM
+// runs again whether or not the save worked: it is the user's.
 func SaveState(ctx context.Context, q *QMP, file string) error {
-	return migrateAndRun(ctx, q, Command{Execute: "stop"}, Command{Execute: "migrate", Arguments: map[string]any{"uri": "file:" + file}})
+	err := migrate(ctx, q, Command{Execute: "stop"}, Command{Execute: "migrate", Arguments: map[string]any{"uri": "file:" + file}})
+	if rerr := resume(ctx, q); rerr != nil {
+		return errors.Join(err, fmt.Errorf("resuming the VM after the save: %w", rerr))
+	}
+	return err
 }
 
 // RestoreState loads file into a QEMU started with -incoming defer and
 // runs the VM (a restored VM starts paused).
 func RestoreState(ctx context.Context, q *QMP, file string) error {
-	return migrateAndRun(ctx, q, Command{Execute: "migrate-incoming", Arguments: map[string]any{"uri": "file:" + file}})
+	if err := migrate(ctx, q, Command{Execute: "migrate-incoming", Arguments: map[string]any{"uri": "file:" + file}}); err != nil {
+		return err
+	}
+	return resume(ctx, q)
 }
 
 // Command is one QMP command with its arguments.
@@ -40,9 +50,9 @@ type Command struct {
 	Arguments any
 }
 
-// migrateAndRun starts a migration with cmds, waits for its MIGRATION
-// event to say it ended, and lets the VM run again.
-func migrateAndRun(ctx context.Context, q *QMP, cmds ...Command) error {
+// migrate starts a migration with cmds and waits for its MIGRATION event
+// to say it ended.
+func migrate(ctx context.Context, q *QMP, cmds ...Command) error {
 	if err := migrationSetup(ctx, q); err != nil {
 		return err
 	}
@@ -53,11 +63,48 @@ func migrateAndRun(ctx context.Context, q *QMP, cmds ...Command) error {
 			return err
 		}
 	}
-	if err := waitMigration(ctx, q, events); err != nil {
+	return waitMigration(ctx, q, events)
+}
+
+// resume lets the VM run once the migration's final state has passed.
+func resume(ctx context.Context, q *QMP) error {
+	if err := waitSettled(ctx, q); err != nil {
 		return err
 	}
 	_, err := q.Execute(ctx, "cont", nil)
 	return err
+}
+
+// settleInterval is how often waitSettled asks: QEMU sends the MIGRATION
+// "completed" event while the VM is still in its finish-migrate (or
+// inmigrate) state, where `cont` fails ("Migration is not finalized yet"),
+// and it announces the end of that state with no event.
+const settleInterval = 20 * time.Millisecond
+
+// waitSettled waits until the VM has left the migration's final run state.
+func waitSettled(ctx context.Context, q *QMP) error {
+	t := time.NewTicker(settleInterval)
+	defer t.Stop()
+	for {
+		raw, err := q.Execute(ctx, "query-status", nil)
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return err
+		}
+		if st.Status != "finish-migrate" && st.Status != "inmigrate" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the VM is still in run state %q after the migration: %w", st.Status, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func waitMigration(ctx context.Context, q *QMP, events <-chan Event) error {

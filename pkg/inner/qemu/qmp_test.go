@@ -131,6 +131,10 @@ func TestSaveAndRestoreFollowEvents(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), "migration failed: disk full") {
 					t.Fatalf("error %v", err)
 				}
+				// A failed save still lets the user's VM run again.
+				if last := seen[len(seen)-1]; last != "cont" {
+					t.Errorf("after a failed save: commands %q", seen)
+				}
 				return
 			}
 			if err != nil {
@@ -140,6 +144,42 @@ func TestSaveAndRestoreFollowEvents(t *testing.T) {
 				t.Errorf("commands %q", seen)
 			}
 		})
+	}
+}
+
+// QEMU sends "completed" while the VM is still in finish-migrate, where
+// `cont` fails ("Migration is not finalized yet"): cont waits for the state
+// to end.
+func TestSaveContinuesOnlyAfterFinishMigrate(t *testing.T) {
+	var mu sync.Mutex
+	var statusAsked int
+	var contDuring string
+	_, q := serve(t, func(srv *qmptest.Server, cmd string, _ json.RawMessage) (any, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		state := "postmigrate"
+		if statusAsked < 3 {
+			state = "finish-migrate"
+		}
+		switch cmd {
+		case "migrate":
+			go srv.Emit("MIGRATION", map[string]string{"status": "completed"})
+		case "query-status":
+			statusAsked++
+			return map[string]string{"status": state}, ""
+		case "cont":
+			contDuring = state
+			if state == "finish-migrate" {
+				return nil, "Migration is not finalized yet"
+			}
+		}
+		return nil, ""
+	})
+	if err := SaveState(t.Context(), q, "/x"); err != nil {
+		t.Fatalf("save: %v (cont during %q)", err, contDuring)
+	}
+	if contDuring != "postmigrate" || statusAsked < 4 {
+		t.Fatalf("cont during %q after %d status queries", contDuring, statusAsked)
 	}
 }
 

@@ -191,7 +191,8 @@ func (s *supervisor) openEvents() (string, error) {
 	if fi, err := os.Stat(s.o.StateDir); err == nil && fi.IsDir() {
 		logDir = s.o.StateDir
 	}
-	if f, err := os.OpenFile(filepath.Join(logDir, spec.EventsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+	// O_NOFOLLOW: the state directory is the host user's.
+	if f, err := os.OpenFile(filepath.Join(logDir, spec.EventsFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW, 0o644); err == nil {
 		s.eventsFile = f
 		s.ev = events.NewWriter(f)
 	}
