@@ -213,9 +213,9 @@ func TestSSHNeverStarts(t *testing.T) {
 	needPodman(t)
 	name := "bcvk-test-nossh"
 	cleanupContainer(t, name)
-	r := runBcvk(t, sharedState, nil, 6*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "90s",
+	r := runBcvk(t, sharedState, nil, 6*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "60s",
 		"--karg", "systemd.mask=ssh.service", "--name", name, sampleImage(), "--", "true")
-	for _, want := range []string{`timed out after 1m30s at step "Starting systemd and sshd"`, "raise --timeout", "Last console lines:"} {
+	for _, want := range []string{`timed out after 1m0s at step "Starting systemd and sshd"`, "raise --timeout", "Last console lines:"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, tail(r.stderr, 40))
 		}

@@ -178,7 +178,9 @@ func TestPullFromTLSRegistry(t *testing.T) {
 	assertNothingLeft(t, name, sharedState)
 
 	reg.trustCA(t)
-	r = runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run-ssh", "--name", name, ref, "--", "cat", "/etc/os-release")
+	// The pull is under test, not the boot: the pulled image is the sample
+	// (same image ID), so the shared saved VM serves.
+	r = runBcvk(t, sharedState, nil, bootTimeout, append(append([]string{"ephemeral", "run-ssh"}, warmArgs...), "--name", name, ref, "--", "cat", "/etc/os-release")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "Debian") {
 		t.Fatalf("trusted registry: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
 	}

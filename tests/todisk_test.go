@@ -21,9 +21,20 @@ const toDiskTimeout = 15 * time.Minute
 // alone (SeaBIOS and UEFI), checks reuse, regeneration and dry runs.
 func TestToDisk(t *testing.T) {
 	needPodman(t)
+	// The two installs run side by side: the fixture's copy is one process,
+	// so each install leaves one of the two cores to the other.
+	t.Run("disks", func(t *testing.T) {
+		t.Run("raw", func(t *testing.T) { t.Parallel(); toDiskRaw(t) })
+		t.Run("qcow2", func(t *testing.T) { t.Parallel(); toDiskQcow2(t) })
+	})
+	assertNoToDiskContainers(t)
+}
+
+// toDiskRaw: a raw disk booted with SeaBIOS, then reuse, dry runs and a
+// regeneration.
+func toDiskRaw(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "sample.raw")
-	qcow := filepath.Join(dir, "sample.qcow2")
 
 	r := runBcvk(t, sharedState, nil, toDiskTimeout, "to-disk", "--karg", "bcvk.test=raw1", sampleImage(), raw)
 	if r.code != 0 {
@@ -33,7 +44,6 @@ func TestToDisk(t *testing.T) {
 		t.Errorf("the installer's progress or the summary is missing:\n%s", r.stderr)
 	}
 	assertOnlyFiles(t, dir, "sample.raw")
-	assertNoToDiskContainers(t)
 	info := qemuImgInfo(t, raw)
 	if info.Format != "raw" || info.VirtualSize != 4<<30 {
 		t.Errorf("raw disk: qemu-img says format %s, size %d; want raw, 4 GiB (the default for a small image)", info.Format, info.VirtualSize)
@@ -85,21 +95,25 @@ func TestToDisk(t *testing.T) {
 	if info := qemuImgInfo(t, raw); info.VirtualSize != 5<<30 {
 		t.Errorf("regenerated disk is %d bytes, want 5 GiB", info.VirtualSize)
 	}
+	assertOnlyFiles(t, dir, "sample.raw")
+}
 
-	// qcow2, the format from the extension; booted with UEFI firmware.
-	r = runBcvk(t, sharedState, nil, toDiskTimeout, "to-disk", "--karg", "bcvk.test=qcow2", sampleImage(), qcow)
+// toDiskQcow2: qcow2, the format from the extension, booted with UEFI.
+func toDiskQcow2(t *testing.T) {
+	dir := t.TempDir()
+	qcow := filepath.Join(dir, "sample.qcow2")
+	r := runBcvk(t, sharedState, nil, toDiskTimeout, "to-disk", "--karg", "bcvk.test=qcow2", sampleImage(), qcow)
 	if r.code != 0 {
 		t.Fatalf("to-disk qcow2: exit %d\n%s", r.code, r.stderr)
 	}
 	if info := qemuImgInfo(t, qcow); info.Format != "qcow2" || info.VirtualSize != 4<<30 {
 		t.Errorf("qcow2 disk: qemu-img says format %s, size %d; want qcow2, 4 GiB", info.Format, info.VirtualSize)
 	}
-	out = bootDisk(t, qcow, "qcow2", true)
+	out := bootDisk(t, qcow, "qcow2", true)
 	if !strings.Contains(out, "bcvk.test=qcow2") || !strings.Contains(out, "state=running") || !strings.Contains(out, "efi=yes") {
 		t.Errorf("booted from the qcow2 disk with OVMF: want the karg, state=running and EFI firmware:\n%s", out)
 	}
-	assertOnlyFiles(t, dir, "sample.qcow2", "sample.raw")
-	assertNoToDiskContainers(t)
+	assertOnlyFiles(t, dir, "sample.qcow2")
 }
 
 // TestToDiskFailingInstall: the installer fails; bcvk says why and leaves
