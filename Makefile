@@ -42,6 +42,9 @@ demo: images
 # Unit tests under the race detector (it needs cgo and gcc in the tests only;
 # bcvk itself is built without cgo).
 unit:
+	@command -v gcc >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; } || \
+		{ echo "the race detector needs gcc: run 'sudo apt-get install gcc'" >&2; exit 1; }
 	$(GO) vet ./...
 	CGO_ENABLED=1 $(GO) test -race -short -count=1 ./...
 
