@@ -255,7 +255,7 @@ func bootDisk(t *testing.T, path, format string, efi bool) string {
 	if err := key.Write(filepath.Join(keyDir, "key")); err != nil {
 		t.Fatal(err)
 	}
-	cred, err := credential.SMBIOS("tmpfiles.extra", []byte(credential.AuthorizedKeyTmpfiles(key.Public)))
+	cred, err := credential.SMBIOS("tmpfiles.extra", []byte(credential.AuthorizedKeyTmpfiles(key.Public, "root")))
 	if err != nil {
 		t.Fatal(err)
 	}

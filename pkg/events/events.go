@@ -22,6 +22,7 @@ const (
 	PhaseExited    = "exited"    // the VM ended; see Event.ExitCode
 	PhaseError     = "error"     // bcvk-inner failed; see Event.Message
 	PhaseWarning   = "warning"   // something the user should know
+	PhaseInfo      = "info"      // a detail shown at --log-level debug
 )
 
 // Event is one line of the stream.

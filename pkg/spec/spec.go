@@ -26,9 +26,6 @@ const (
 	StateDir = "/bcvk/state"
 	// DisksDir is where a host directory with disk images is mounted (to-disk).
 	DisksDir = "/bcvk/disks"
-	// GuestImageRoot is where the guest sees the image's pristine root,
-	// read-only (an installer copies it from there).
-	GuestImageRoot = "/run/bcvk/image"
 	// RunDir holds sockets and scratch files private to the container.
 	RunDir = "/run/bcvk"
 	// SpecFile is the name of the spec inside StateDir.
@@ -105,6 +102,12 @@ type Spec struct {
 	Disks []Disk `json:"disks,omitempty"`
 	// Warm is WarmSave, WarmRestore or empty (see warm.go).
 	Warm string `json:"warm,omitempty"`
+	// HostStorage, when set, shares the host's container storage
+	// read-only with the guest (see storage.go).
+	HostStorage *HostStorage `json:"hostStorage,omitempty"`
+	// SSHUser is the guest user SSH logs in as; empty is root. The key is
+	// authorized for root as well (bcvk-inner's own logins).
+	SSHUser string `json:"sshUser,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -191,11 +194,21 @@ func (s *Spec) Validate() error {
 	}
 	switch s.Warm {
 	case "", WarmSave, WarmRestore:
-		if s.Warm != "" && (len(s.Binds) > 0 || len(s.Disks) > 0) {
-			errs = append(errs, errors.New("a warm start cannot have shares or disks: a saved VM cannot take new devices"))
+		if s.Warm != "" && (len(s.Binds) > 0 || len(s.Disks) > 0 || s.HostStorage != nil) {
+			errs = append(errs, errors.New("a warm start cannot have shares, disks or the host's container storage: a saved VM cannot take new devices"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("warm mode %q is not known", s.Warm))
+	}
+	if s.HostStorage != nil {
+		if err := s.HostStorage.validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.SSHUser != "" {
+		if err := ValidateUser(s.SSHUser); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {
 		errs = append(errs, errors.New("the SSH public key must be a single line"))

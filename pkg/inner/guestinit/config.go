@@ -30,9 +30,19 @@ type Config struct {
 	// Mounts are further virtiofs shares to mount before the image's init
 	// starts, so they work whatever the image's systemd supports.
 	Mounts []Mount `json:"mounts,omitempty"`
-	// ImageRoot, when set, is where the guest sees the image's pristine
-	// root read-only (below /run, which the init mounts for systemd).
-	ImageRoot string `json:"imageRoot,omitempty"`
+	// Storage, when set, is the host's container storage: mounted
+	// read-only and made an additional image store of the guest's podman.
+	Storage *Storage `json:"storage,omitempty"`
+}
+
+// Storage is a virtiofs share with a containers/storage store.
+type Storage struct {
+	Tag string `json:"tag"`
+	// Path is where the guest sees it, below /run.
+	Path string `json:"path"`
+	// Driver is the store's graph driver; the guest's podman must use the
+	// same one to read it.
+	Driver string `json:"driver"`
 }
 
 // Mount is a virtiofs share and where the guest sees it.

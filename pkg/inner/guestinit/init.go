@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// newRoot is where the image's root is assembled before the handover.
+const newRoot = "/sysroot"
+
 // rootMountTimeout bounds the wait for the virtiofs device to appear.
 const rootMountTimeout = 10 * time.Second
 
@@ -66,13 +69,18 @@ func run() error {
 		}
 		return fmt.Errorf("mounting the writable overlay root: %w", err)
 	}
+	// systemd keeps a /run that is already mounted, as after any
+	// initramfs; bcvk's mounts below it are then in place before it starts.
+	if err := unix.Mount("tmpfs", "/sysroot/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=20%,nr_inodes=800k"); err != nil {
+		return fmt.Errorf("mounting /run: %w", err)
+	}
 	for _, m := range cfg.Mounts {
-		if err := mountShare(m); err != nil {
+		if err := mountShare(newRoot, m); err != nil {
 			return err
 		}
 	}
-	if cfg.ImageRoot != "" {
-		if err := exposeImage(cfg.ImageRoot); err != nil {
+	if cfg.Storage != nil {
+		if err := setupStorage(newRoot, cfg.Storage); err != nil {
 			return err
 		}
 	}
@@ -133,9 +141,12 @@ func mountRoot(tag string) error {
 	}
 }
 
-func mountShare(m Mount) error {
-	target := filepath.Join("/sysroot", m.Path)
-	if err := os.MkdirAll(target, 0o755); err != nil {
+// mountShare mounts a virtiofs share at m.Path inside root. The path is
+// resolved inside root, so that the bootc layout's links (/mnt ->
+// var/mnt, even absolute ones) lead where the image means.
+func mountShare(root string, m Mount) error {
+	target, err := mkdirIn(root, m.Path, 0o755)
+	if err != nil {
 		return fmt.Errorf("making the mount point %s: %w", m.Path, err)
 	}
 	var flags uintptr
@@ -146,29 +157,6 @@ func mountShare(m Mount) error {
 		return fmt.Errorf("mounting the shared directory at %s (virtiofs tag %s): %w", m.Path, m.Tag, err)
 	}
 	logf("mounted %s at %s", m.Tag, m.Path)
-	return nil
-}
-
-// exposeImage mounts /run as systemd would (systemd keeps a /run that is
-// already mounted, as after any initramfs) and binds the read-only image
-// root below it, so installers can copy the image without the VM's changes.
-func exposeImage(guestPath string) error {
-	if !strings.HasPrefix(guestPath, "/run/") {
-		return fmt.Errorf("the image root's guest path %q must be below /run", guestPath)
-	}
-	if err := unix.Mount("tmpfs", "/sysroot/run", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=20%,nr_inodes=800k"); err != nil {
-		return fmt.Errorf("mounting /run: %w", err)
-	}
-	target := filepath.Join("/sysroot", guestPath)
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount("/lower", target, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("exposing the image root at %s: %w", guestPath, err)
-	}
-	if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("making %s read-only: %w", guestPath, err)
-	}
 	return nil
 }
 

@@ -28,7 +28,15 @@ const maxLinks = 40
 // Resolve returns name as a clean absolute path inside the image in which no
 // component is a symlink: each link met on the way is followed inside root.
 // root + the result is then the host path of the same file.
-func Resolve(root, name string) (string, error) {
+func Resolve(root, name string) (string, error) { return resolve(root, name, false) }
+
+// ResolveCreate is Resolve for a path that may not exist yet: from the
+// first missing component on, the rest is taken as it stands (it holds no
+// symlinks, since it does not exist), so that the caller can create it
+// inside root.
+func ResolveCreate(root, name string) (string, error) { return resolve(root, name, true) }
+
+func resolve(root, name string, allowMissing bool) (string, error) {
 	root = filepath.Clean(root)
 	cur, todo, links := "/", name, 0
 	for todo != "" {
@@ -45,6 +53,9 @@ func Resolve(root, name string) (string, error) {
 		next := path.Join(cur, elem)
 		// cur holds no symlink, so this looks at the image's own entry.
 		fi, err := os.Lstat(root + next)
+		if allowMissing && errors.Is(err, fs.ErrNotExist) {
+			return path.Join(next, path.Clean("/"+todo)), nil
+		}
 		if err != nil {
 			return "", fmt.Errorf("resolving %s inside the image: %s: %w", Quote(name), Quote(next), bare(err))
 		}

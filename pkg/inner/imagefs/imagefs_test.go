@@ -130,3 +130,29 @@ func TestQuote(t *testing.T) {
 		}
 	}
 }
+
+// ResolveCreate follows the bootc layout's links (/mnt -> var/mnt, also
+// absolute ones) inside root and keeps the part that does not exist yet.
+func TestResolveCreate(t *testing.T) {
+	root, out := tree(t, map[string]string{"mnt": "var/mnt", "root": "/var/roothome", "out": "$OUT"})
+	if err := os.MkdirAll(filepath.Join(root, "var"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		"/mnt/data":        "/var/mnt/data",
+		"/root/.ssh":       "/var/roothome/.ssh",
+		"/opt/x/../y":      "/opt/y",
+		"/usr/lib/modules": "/usr/lib/modules",
+		"/mnt/../../etc/x": "/var/mnt/etc/x", // lexical below the missing part, still inside
+	} {
+		got, err := ResolveCreate(root, path)
+		if err != nil || got != want {
+			t.Errorf("ResolveCreate(%s) = %q, %v; want %q", path, got, err, want)
+		}
+	}
+	// A link to a host directory names that path inside root, where it
+	// does not exist.
+	if got, err := ResolveCreate(root, "/out/usr/x"); err != nil || got != out+"/usr/x" {
+		t.Errorf("ResolveCreate through a link to the host = %q, %v; want %s inside root", got, err, out+"/usr/x")
+	}
+}

@@ -42,13 +42,14 @@ type Options struct {
 	Decompress Decompressor
 	// Mounts are further shares for the guest init to mount.
 	Mounts []guestinit.Mount
-	// ImageRoot is where the guest init exposes the pristine image root.
-	ImageRoot string
+	// Storage is the host's container storage for the guest init to set
+	// up, if shared.
+	Storage *guestinit.Storage
 }
 
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
-	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts, ImageRoot: o.ImageRoot}
+	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts, Storage: o.Storage}
 	res, err := ResolveModules(o.ImageMount, o.ModulesDir, RootModules)
 	if err != nil {
 		return cfg, err

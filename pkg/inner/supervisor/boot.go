@@ -36,7 +36,15 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		// The saved VM booted with this initramfs: QEMU's line must match.
 		initrd = filepath.Join(s.o.WarmDir, spec.WarmInitramfsFile)
 	}
-	cfg, err := qemuConfig(s.o, s.sp, k.Image, initrd)
+	img, err := readImage(s.o.ImageRoot, s.sp)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range img.describe(s.sp) {
+		logrus.Debug(d)
+		s.ev.Emit(events.PhaseInfo, d)
+	}
+	cfg, err := qemuConfig(s.o, s.sp, img, k.Image, initrd)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +66,7 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		if warm.KernelVersion != k.Version {
 			return nil, fmt.Errorf("the saved VM ran kernel %s, the image has %s", warm.KernelVersion, k.Version)
 		}
-	} else if err := buildInitramfs(ctx, s.table, s.sp.Binds, k, initrd); err != nil {
+	} else if err := buildInitramfs(ctx, s.table, s.sp, k, initrd); err != nil {
 		return nil, err
 	}
 	if err := s.prepareDisks(ctx); err != nil {

@@ -41,7 +41,11 @@ func WriteCommandLines(args []string, o Options, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := qemuConfig(o, sp, k.Image, filepath.Join(o.RunDir, "initramfs.img"))
+	img, err := readImage(o.ImageRoot, sp)
+	if err != nil {
+		return err
+	}
+	cfg, err := qemuConfig(o, sp, img, k.Image, filepath.Join(o.RunDir, "initramfs.img"))
 	if err != nil {
 		return err
 	}

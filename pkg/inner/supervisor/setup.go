@@ -15,6 +15,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/inner/guestinit"
 	"github.com/bcvk/bcvk/pkg/inner/initramfs"
+	"github.com/bcvk/bcvk/pkg/inner/kargsd"
 	"github.com/bcvk/bcvk/pkg/inner/kernel"
 	"github.com/bcvk/bcvk/pkg/inner/machine"
 	"github.com/bcvk/bcvk/pkg/inner/proc"
@@ -66,11 +67,12 @@ func specFlags(fs *flag.FlagSet) func() (spec.Spec, error) {
 }
 
 // qemuConfig is the QEMU of this spec (accelerator still unset).
-func qemuConfig(o Options, sp spec.Spec, kernelImage, initrd string) (qemu.Config, error) {
+func qemuConfig(o Options, sp spec.Spec, img imageFacts, kernelImage, initrd string) (qemu.Config, error) {
 	cfg := qemu.Config{
 		Binary: o.QEMU, Name: sp.Name, MemoryMiB: sp.MemoryMiB, VCPUs: sp.VCPUs,
 		Kernel: kernelImage, Initramfs: initrd,
-		KernelArgs:     append(qemu.BaseKernelArgs(), sp.KernelArgs...),
+		// The image's kargs.d before the user's, which win.
+		KernelArgs:     append(append(qemu.BaseKernelArgs(), kargsd.Args(img.kargs)...), sp.KernelArgs...),
 		VirtiofsSocket: filepath.Join(o.RunDir, "virtiofs.sock"),
 		RootTag:        rootTag,
 		SSHForwardPort: spec.GuestSSHPort,
@@ -83,11 +85,29 @@ func qemuConfig(o Options, sp spec.Spec, kernelImage, initrd string) (qemu.Confi
 	for i := range sp.Binds {
 		cfg.Shares = append(cfg.Shares, qemu.Share{Tag: spec.BindTag(i), Socket: filepath.Join(o.RunDir, fmt.Sprintf("share%d.sock", i))})
 	}
+	if sp.HostStorage != nil {
+		cfg.Shares = append(cfg.Shares, qemu.Share{Tag: spec.HostStorageTag, Socket: filepath.Join(o.RunDir, "hoststorage.sock")})
+	}
 	for _, d := range sp.Disks {
 		cfg.Drives = append(cfg.Drives, qemu.Drive{Path: filepath.Join(o.DisksDir, d.File), Format: d.Format, Serial: d.Serial})
 	}
 	if sp.SSHAuthorizedKey != "" {
-		v, err := credential.SMBIOS("tmpfiles.extra", []byte(credential.AuthorizedKeyTmpfiles(sp.SSHAuthorizedKey)))
+		// root always: bcvk-inner's own logins (warm start) are root's.
+		users := []string{spec.DefaultSSHUser}
+		if u := sp.LoginUser(); u != spec.DefaultSSHUser {
+			users = append(users, u)
+		}
+		tmpfiles := credential.AuthorizedKeyTmpfiles(sp.SSHAuthorizedKey, users...)
+		if img.createUser {
+			sysusers, home := credential.UserSysusers(sp.SSHUser, img.shell)
+			v, err := credential.SMBIOS("sysusers.extra", []byte(sysusers))
+			if err != nil {
+				return cfg, err
+			}
+			cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v)
+			tmpfiles += home
+		}
+		v, err := credential.SMBIOS("tmpfiles.extra", []byte(tmpfiles))
 		if err != nil {
 			return cfg, err
 		}
@@ -105,6 +125,12 @@ func machineConfig(o Options, sp spec.Spec, cfg qemu.Config) machine.Config {
 		sock := cfg.Shares[i].Socket
 		hs = append(hs, machine.Helper{Name: "virtiofsd for " + b.GuestPath, Socket: sock,
 			Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: sock, SharedDir: spec.BindSource(i), ReadOnly: b.ReadOnly, Coherent: true})...)})
+	}
+	if sp.HostStorage != nil {
+		// Coherent: images the host pulls or removes while the VM runs show.
+		sock := cfg.Shares[len(sp.Binds)].Socket
+		hs = append(hs, machine.Helper{Name: "virtiofsd for the host's container storage", Socket: sock,
+			Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: sock, SharedDir: spec.HostStorageDir, ReadOnly: true, Coherent: true})...)})
 	}
 	return machine.Config{Helpers: hs, QEMU: append([]string{o.QEMU}, qemu.Args(cfg)...), QMPSocket: cfg.QMPSocket, Stderr: o.Stderr}
 }
@@ -176,10 +202,10 @@ func WriteInitramfs(imageRoot, out string) error {
 		return fmt.Errorf("the kernel path %s holds characters that bcvk does not print", q)
 	}
 	fmt.Println(k.Image)
-	return buildInitramfs(context.Background(), t, nil, k, out)
+	return buildInitramfs(context.Background(), t, spec.New(), k, out)
 }
 
-func buildInitramfs(ctx context.Context, t *proc.Table, binds []spec.Bind, k kernel.Kernel, path string) error {
+func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, path string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -190,13 +216,17 @@ func buildInitramfs(ctx context.Context, t *proc.Table, binds []spec.Bind, k ker
 	}
 	defer f.Close()
 	var mounts []guestinit.Mount
-	for i, b := range binds {
+	for i, b := range sp.Binds {
 		mounts = append(mounts, guestinit.Mount{Tag: spec.BindTag(i), Path: b.GuestPath, ReadOnly: b.ReadOnly})
+	}
+	var storage *guestinit.Storage
+	if sp.HostStorage != nil {
+		storage = &guestinit.Storage{Tag: spec.HostStorageTag, Path: spec.GuestHostStorage, Driver: sp.HostStorage.Driver}
 	}
 	decompress := func(argv []string, in *os.File, out io.Writer) error { return decompress(ctx, t, argv, in, out) }
 	cfg, err := initramfs.Build(f, initramfs.Options{
 		InitBinary: self, ImageMount: k.Root, ModulesDir: k.ModulesDir, RootTag: rootTag,
-		Decompress: decompress, Mounts: mounts, ImageRoot: spec.GuestImageRoot,
+		Decompress: decompress, Mounts: mounts, Storage: storage,
 	})
 	if err != nil {
 		return fmt.Errorf("building the boot initramfs: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/bcvk/bcvk/pkg/credential"
 	"io"
 	"os"
 	"path/filepath"
@@ -70,11 +71,11 @@ func (s *supervisor) doSaveWarm(ctx context.Context, m *machine.Machine) error {
 	// login after a restore does not wait for it (seconds under TCG). With
 	// user@0 masked (--fast) this does nothing.
 	if err := s.guestSSH(ctx, key, "sh", "-c", "loginctl enable-linger root; systemctl start user@0.service 2>/dev/null; "+
-		authorizeOnly(restoreKey.Public)); err != nil {
+		s.authorizeOnly(restoreKey.Public)); err != nil {
 		return fmt.Errorf("giving the guest the restore key: %w", err)
 	}
 	saveErr := qemu.SaveState(ctx, m.QMP(), filepath.Join(s.o.WarmDir, spec.WarmStateFile))
-	if err := s.guestSSH(ctx, savedKey, "sh", "-c", authorizeOnly(s.sp.SSHAuthorizedKey)); err != nil {
+	if err := s.guestSSH(ctx, savedKey, "sh", "-c", s.authorizeOnly(s.sp.SSHAuthorizedKey)); err != nil {
 		return errors.Join(saveErr, fmt.Errorf("giving the guest its key back after the save: %w", err))
 	}
 	if saveErr != nil {
@@ -88,11 +89,21 @@ func (s *supervisor) doSaveWarm(ctx context.Context, m *machine.Machine) error {
 	}.Write(s.o.WarmDir)
 }
 
-// authorizeOnly is a guest shell command that makes pubkey root's only
-// authorized key.
-func authorizeOnly(pubkey string) string {
-	return fmt.Sprintf("umask 077 && mkdir -p /root/.ssh && printf '%%s\\n' %s > /root/.ssh/authorized_keys.bcvk && mv -f /root/.ssh/authorized_keys.bcvk /root/.ssh/authorized_keys",
-		sshclient.Quote(strings.TrimSpace(pubkey)))
+// authorizeOnly is a guest shell command that makes pubkey the only key
+// bcvk authorizes for root (and the SSH user), in the files sshd reads
+// through bcvk's drop-in (see credential.AuthorizedKeysDir).
+func (s *supervisor) authorizeOnly(pubkey string) string {
+	users := []string{spec.DefaultSSHUser}
+	if u := s.sp.LoginUser(); u != spec.DefaultSSHUser {
+		users = append(users, u)
+	}
+	cmd := "umask 022 && mkdir -p " + credential.AuthorizedKeysDir
+	for _, u := range users {
+		f := credential.AuthorizedKeysFile(u)
+		cmd += fmt.Sprintf(" && printf '%%s\\n' %s > %s.new && mv -f %s.new %s",
+			sshclient.Quote(strings.TrimSpace(pubkey)), f, f, f)
+	}
+	return cmd
 }
 
 // restoreWarm loads the saved state into the waiting QEMU, then swaps the
@@ -107,7 +118,7 @@ func (s *supervisor) restoreWarm(ctx context.Context, m *machine.Machine) error 
 	}
 	s.ev.Emit(events.PhaseBooting, fmt.Sprintf("restored the saved VM in %.1fs", time.Since(start).Seconds()))
 	savedKey := filepath.Join(s.o.WarmDir, spec.WarmKeyFile)
-	script := fmt.Sprintf("%s && date -s @%d >/dev/null", authorizeOnly(s.sp.SSHAuthorizedKey), time.Now().Unix())
+	script := fmt.Sprintf("%s && date -s @%d >/dev/null", s.authorizeOnly(s.sp.SSHAuthorizedKey), time.Now().Unix())
 	lctx, lcancel := context.WithTimeout(ctx, warmLoginTimeout)
 	defer lcancel()
 	for {

@@ -72,7 +72,7 @@ func TestWarmSave(t *testing.T) {
 	if err := os.WriteFile(initrd, []byte("initramfs"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := qemuConfig(f.o, sp, "/k", initrd)
+	cfg, err := qemuConfig(f.o, sp, imageFacts{}, "/k", initrd)
 	if err != nil {
 		t.Fatal(err)
 	}

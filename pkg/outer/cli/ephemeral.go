@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -106,6 +107,9 @@ type vmFlags struct {
 	roBinds []string
 	fast    bool
 	warm    bool
+	// storage shares the host's container storage (--bind-storage-ro).
+	storage bool
+	sshUser string
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
@@ -115,6 +119,8 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.binds, "bind", nil, "share a host directory into the guest: HOST[:GUEST-PATH] (default /mnt/BASENAME; repeatable)")
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
 	fs.BoolVar(&f.warm, "warm", false, "warm start: restore a VM saved after an earlier boot with the same image and options (the first run boots and saves it, about 220 MB in ~/.cache/bcvk/warm). Restored VMs are clones: same machine-id, host keys and random state; the clock is set on restore; no --bind")
+	fs.BoolVar(&f.storage, "bind-storage-ro", false, "share the host's container storage read-only: the guest's podman lists and runs the host's images without pulling (an additional image store at "+spec.GuestHostStorage+")")
+	fs.StringVar(&f.sshUser, "ssh-user", spec.DefaultSSHUser, "log in as this guest user; the VM's key is authorized for it (and for root); a user the image lacks is created at boot by systemd-sysusers")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
 
@@ -136,6 +142,12 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	}
 	sp.Name = f.name
 	sp.KernelArgs = f.kargs
+	if f.sshUser != spec.DefaultSSHUser {
+		sp.SSHUser = f.sshUser
+	}
+	if f.warm && f.storage {
+		return sp, usageError{errors.New("--warm cannot be combined with --bind-storage-ro: a saved VM cannot take new shares")}
+	}
 	if f.fast {
 		sp.KernelArgs = append(spec.FastArgs(), f.kargs...)
 	}
@@ -189,6 +201,7 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 			return ephemeral.RunSSH(cmd.Context(), rt, ephemeral.Options{
 				Config: vm.Config{
 					Image: args[0], Spec: sp, RunnerImage: g.runnerImage, Version: version.Version, Warm: f.warm,
+					HostStorage: f.storage,
 				},
 				ReadyTimeout: f.readyTimeout, Command: commandAfter(args[1:]),
 				Progress: g.progressMode(st.Err), Pull: f.pullOpts(),

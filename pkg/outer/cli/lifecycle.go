@@ -92,7 +92,7 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 			o := ephemeral.Options{
 				Config: vm.Config{
 					Image: args[0], Spec: sp, RunnerImage: g.runnerImage, Version: version.Version,
-					Labels: labels, Warm: f.warm,
+					Labels: labels, Warm: f.warm, HostStorage: f.storage,
 				},
 				ReadyTimeout: f.readyTimeout, Progress: g.progressMode(st.Err), Pull: f.pullOpts(), Pruned: true,
 			}
@@ -201,7 +201,11 @@ func newSSHCommand(g *globals, st Streams) *cobra.Command {
 					return err
 				}
 			}
-			return rt.ExecSSH(ctx, name, opts, command, st.vm())
+			user, err := v.SSHUser()
+			if err != nil {
+				return err
+			}
+			return rt.ExecSSH(ctx, name, user, opts, command, st.vm())
 		},
 	}
 	return c
@@ -402,7 +406,11 @@ podman exec into the VM's container, so nothing listens on a host port.`,
 			if err != nil {
 				return err
 			}
-			conf, err := vm.SSHConfig(rt.Podman.Path(), v.Name, v.StateDir)
+			user, err := v.SSHUser()
+			if err != nil {
+				return err
+			}
+			conf, err := vm.SSHConfig(rt.Podman.Path(), v.Name, user, v.StateDir)
 			if err != nil {
 				return err
 			}

@@ -57,5 +57,5 @@ func RunSSH(ctx context.Context, rt *vm.Runtime, o Options, st vm.Streams) (err 
 	}
 	v.Ready()
 	status.End(true)
-	return rt.ExplainLostVM(ctx, v.Name, v.StateDir, rt.ExecSSH(ctx, v.Name, nil, o.Command, st))
+	return rt.ExplainLostVM(ctx, v.Name, v.StateDir, rt.ExecSSH(ctx, v.Name, o.Spec.LoginUser(), nil, o.Command, st))
 }

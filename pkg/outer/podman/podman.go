@@ -211,7 +211,8 @@ type Info struct {
 		ServiceIsRemote bool `json:"serviceIsRemote"`
 	} `json:"host"`
 	Store struct {
-		GraphRoot string `json:"graphRoot"`
+		GraphRoot       string `json:"graphRoot"`
+		GraphDriverName string `json:"graphDriverName"`
 	} `json:"store"`
 	Version struct {
 		Version string `json:"Version"`

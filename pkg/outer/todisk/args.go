@@ -68,9 +68,27 @@ const TargetDevice = "/dev/disk/by-id/virtio-" + Serial
 
 // Install is what `bootc install to-disk` is asked for.
 type Install struct {
+	// Source is the image's ID: the installer reads it from the host's
+	// container storage (shared into the VM), and an ID cannot move to
+	// another image while the install runs, as a tag can.
+	Source string
+	// Target is the reference the installed system follows for updates
+	// (the user's); empty when the user named the image by its ID.
+	Target     string
 	Filesystem string
 	RootSize   string
 	KernelArgs []string
+}
+
+var idRE = regexp.MustCompile(`^(sha256:)?[0-9a-f]{12,64}$`)
+
+// targetFor is the reference the installed system should follow: the
+// user's, unless that was an image ID (which no registry serves).
+func targetFor(ref string) string {
+	if idRE.MatchString(ref) || strings.HasPrefix(ref, "-") {
+		return ""
+	}
+	return ref
 }
 
 var fsRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
@@ -96,6 +114,12 @@ func (in Install) Validate() error {
 // InstallArgs is the command run in the guest.
 func InstallArgs(in Install) []string {
 	a := []string{"bootc", "install", "to-disk", "--generic-image", "--skip-fetch-check"}
+	if in.Source != "" {
+		a = append(a, "--source-imgref", "containers-storage:"+strings.TrimPrefix(in.Source, "sha256:"))
+	}
+	if in.Target != "" {
+		a = append(a, "--target-imgref", in.Target)
+	}
 	if in.Filesystem != "" {
 		a = append(a, "--filesystem", in.Filesystem)
 	}

@@ -113,6 +113,7 @@ func Run(ctx context.Context, rt *vm.Runtime, o Options, st vm.Streams) (err err
 			return fmt.Errorf("--root-size %s does not fit on a %s disk (the boot partitions take 128 MiB)", o.Install.RootSize, units.BytesSize(size))
 		}
 	}
+	o.Install.Source, o.Install.Target = img.ID, targetFor(o.Image)
 	key := Key{
 		Version: keyVersion, ImageDigest: img.Digest, ImageID: img.ID, ImageRef: o.Image,
 		Format: format, DiskSize: size, Filesystem: o.Install.Filesystem, RootSize: o.Install.RootSize,
@@ -169,6 +170,9 @@ func Run(ctx context.Context, rt *vm.Runtime, o Options, st vm.Streams) (err err
 	installer, err := rt.Launch(ctx, vm.Config{
 		Image: o.Image, Preflighted: img, Spec: sp, RunnerImage: o.RunnerImage, Version: o.Version,
 		Labels: map[string]string{LabelToDisk: "1"}, DisksDir: tmp, Owned: true,
+		// The installer reads the image from the host's storage, as real
+		// bootc does (--source-imgref containers-storage:ID).
+		HostStorage: true,
 	}, status, &cl)
 	if err != nil {
 		return err
@@ -228,7 +232,7 @@ func runInstall(ctx context.Context, rt *vm.Runtime, name, dir string, o Options
 	}
 	ictx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := rt.ExplainLostVM(ictx, name, dir, rt.ExecSSH(ictx, name, nil, InstallArgs(o.Install),
+	err := rt.ExplainLostVM(ictx, name, dir, rt.ExecSSH(ictx, name, spec.DefaultSSHUser, nil, InstallArgs(o.Install),
 		vm.Streams{In: strings.NewReader(""), Out: out, Err: out}))
 	out.Flush()
 	if err == nil {

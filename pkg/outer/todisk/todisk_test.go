@@ -28,8 +28,10 @@ func TestFormatFor(t *testing.T) {
 }
 
 func TestInstallArgs(t *testing.T) {
-	got := InstallArgs(Install{Filesystem: "xfs", RootSize: "3G", KernelArgs: []string{"a=1", "quiet"}})
+	id := strings.Repeat("ab", 32)
+	got := InstallArgs(Install{Source: "sha256:" + id, Target: "quay.io/x/y:1", Filesystem: "xfs", RootSize: "3G", KernelArgs: []string{"a=1", "quiet"}})
 	want := []string{"bootc", "install", "to-disk", "--generic-image", "--skip-fetch-check",
+		"--source-imgref", "containers-storage:" + id, "--target-imgref", "quay.io/x/y:1",
 		"--filesystem", "xfs", "--root-size", "3G", "--karg", "a=1", "--karg", "quiet",
 		"/dev/disk/by-id/virtio-output"}
 	if !reflect.DeepEqual(got, want) {
@@ -37,6 +39,11 @@ func TestInstallArgs(t *testing.T) {
 	}
 	if got := InstallArgs(Install{}); len(got) != 6 {
 		t.Fatalf("defaults: %q", got)
+	}
+	for ref, want := range map[string]string{"localhost/a:1": "localhost/a:1", id: "", "sha256:" + id: "", id[:12]: ""} {
+		if got := targetFor(ref); got != want {
+			t.Errorf("targetFor(%s) = %q, want %q", ref, got, want)
+		}
 	}
 }
 

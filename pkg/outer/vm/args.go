@@ -37,6 +37,11 @@ type ContainerConfig struct {
 	Owner string
 	// Warm is the saved-VM directory to mount, if any.
 	Warm *warmPlan
+	// HostStorageDir is the host's container storage (its graph root), to
+	// share read-only with the guest; empty shares nothing.
+	HostStorageDir string
+	// SSHUser is the guest user for SSH (label bcvk.ssh-user), if not root.
+	SSHUser string
 	// NoNetwork gives the container no network of its own: SSH still works
 	// (it goes through podman exec to QEMU's loopback forward), but the
 	// guest cannot reach out. For rootless hosts where slirp4netns cannot
@@ -88,6 +93,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if c.Warm != nil {
 		errs = append(errs, podman.CheckMountPath("the saved-VM directory", c.Warm.dir))
 	}
+	if c.HostStorageDir != "" {
+		errs = append(errs, podman.CheckMountPath("the host's container storage", c.HostStorageDir))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -108,6 +116,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if c.Owner != "" {
 		a = append(a, "--label", spec.LabelOwner+"="+c.Owner)
 	}
+	if c.SSHUser != "" {
+		a = append(a, "--label", spec.LabelSSHUser+"="+c.SSHUser)
+	}
 	for _, k := range sortedKeys(c.Labels) {
 		a = append(a, "--label", k+"="+c.Labels[k])
 	}
@@ -124,6 +135,12 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	}
 	if c.Warm != nil {
 		a = append(a, "--mount", bindMount(c.Warm.dir, spec.WarmDir, c.Warm.readOnly))
+	}
+	if c.HostStorageDir != "" {
+		// Not recursive: the live root file systems of running containers
+		// are mounted below it, and the guest has no business there.
+		a = append(a, "--mount", podman.MountArg("type=bind", "source="+c.HostStorageDir, "destination="+spec.HostStorageDir,
+			"ro=true", "bind-nonrecursive=true"))
 	}
 	if c.MemoryMiB > 0 {
 		// Swap as large as memory: no swap, so a guest that outgrows its

@@ -43,6 +43,11 @@ func (f *fakePodman) changes() []string {
 func (f *fakePodman) Path() string                            { return "/usr/bin/podman" }
 func (f *fakePodman) Version(context.Context) (string, error) { return "5.4.0", nil }
 func (f *fakePodman) Remote(context.Context) bool             { return f.remote }
+func (f *fakePodman) Info(context.Context) (*podman.Info, error) {
+	i := &podman.Info{}
+	i.Store.GraphRoot, i.Store.GraphDriverName = "/var/lib/containers/storage", "overlay"
+	return i, nil
+}
 func (f *fakePodman) Pull(_ context.Context, ref string, _ bool) error {
 	f.log("pull %s", ref)
 	return nil

@@ -62,6 +62,9 @@ type Config struct {
 	// Owned marks the container as removed by this process when it ends
 	// (label bcvk.owner), so a later bcvk can remove it if this one is killed.
 	Owned bool
+	// HostStorage shares the host's container storage read-only with the
+	// guest (--bind-storage-ro; to-disk's installer).
+	HostStorage bool
 }
 
 // lostVMWait bounds the wait for a container to end after ssh lost it.
@@ -148,6 +151,18 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 			return nil, err
 		}
 	}
+	storageDir := ""
+	if c.HostStorage {
+		info, err := pc.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.Store.GraphRoot == "" {
+			return nil, errors.New("podman info names no graph root, so bcvk cannot share the host's container storage")
+		}
+		storageDir = info.Store.GraphRoot
+		sp.HostStorage = &spec.HostStorage{Driver: info.Store.GraphDriverName}
+	}
 	if err := sp.Validate(); err != nil {
 		return nil, err
 	}
@@ -183,7 +198,7 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		StateDir: dir, MemoryMiB: sp.MemoryMiB, Version: c.Version, KVM: sp.Accel != spec.AccelTCG && usable(h.KVMDevice),
 		NoFile: h.NoFile, NProc: h.NProc, StopTimeout: StopTimeoutFor(sp),
 		Labels: c.Labels, Remove: c.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: c.DisksDir,
-		Owner: h.owner(c.Owned), Warm: warm,
+		Owner: h.owner(c.Owned), Warm: warm, HostStorageDir: storageDir, SSHUser: sp.SSHUser,
 	})
 	if err != nil {
 		return nil, err
@@ -306,6 +321,8 @@ func (r *Runtime) WaitReady(ctx context.Context, name, dir string, timeout time.
 				if e.Code == events.CodeKVMUnusable {
 					r.Host.RememberKVMUnusable(e.Message)
 				}
+			case events.PhaseInfo:
+				logrus.Debug(e.Message)
 			case events.PhaseError:
 				lastErr = e.Message
 			case events.PhaseExited:
@@ -353,12 +370,12 @@ func ConsoleTail(dir string) string {
 	return "\nLast console lines:\n  " + strings.Join(lines, "\n  ")
 }
 
-// ExecSSH runs ssh in the VM's container with the user's extra ssh options
+// ExecSSH runs ssh as user in the VM's container with the caller's extra ssh options
 // and command, passing the streams through. A command that ran and failed
 // is an *ExitError with its status.
-func (r *Runtime) ExecSSH(ctx context.Context, name string, sshOpts, cmd []string, st Streams) error {
+func (r *Runtime) ExecSSH(ctx context.Context, name, user string, sshOpts, cmd []string, st Streams) error {
 	interactive := len(cmd) == 0 && progress.IsTerminal(st.In) && progress.IsTerminal(st.Out)
-	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, sshOpts, "root", cmd)
+	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, sshOpts, user, cmd)
 	args := ExecSSHArgs(name, interactive, sshArgs)
 	var display []string
 	if len(cmd) > 0 {

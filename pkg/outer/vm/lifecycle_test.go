@@ -10,7 +10,7 @@ import (
 )
 
 func TestSSHConfig(t *testing.T) {
-	got, err := SSHConfig("/usr/bin/podman", "dev", "/run/user/1000/bcvk/dev-1")
+	got, err := SSHConfig("/usr/bin/podman", "dev", "root", "/run/user/1000/bcvk/dev-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,19 @@ type VM struct {
 	made bool
 }
 
+// SSHUser is the guest user SSH logs in as: the label bcvk set, checked
+// again (labels are data anyone with podman could have changed).
+func (v VM) SSHUser() (string, error) {
+	u := v.Labels[spec.LabelSSHUser]
+	if u == "" {
+		return spec.DefaultSSHUser, nil
+	}
+	if err := spec.ValidateUser(u); err != nil {
+		return "", fmt.Errorf("VM %s: its %s label: %w", v.Name, spec.LabelSSHUser, err)
+	}
+	return u, nil
+}
+
 // ErrNoVM says that no ephemeral VM has that name.
 var ErrNoVM = errors.New("no such VM")
 

@@ -27,6 +27,7 @@ type Podman interface {
 	List(ctx context.Context, label string) ([]podman.Container, error)
 	ContainerState(ctx context.Context, name string) (string, error)
 	Remote(ctx context.Context) bool
+	Info(ctx context.Context) (*podman.Info, error)
 }
 
 var _ Podman = (*podman.Client)(nil)

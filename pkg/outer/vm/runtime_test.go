@@ -182,7 +182,7 @@ func TestExecSSH(t *testing.T) {
 		err := exec.Command("sh", "-c", "exit 42").Run()
 		return &command.Error{Argv: a.Display, Inner: err}
 	}
-	err := rt.ExecSSH(t.Context(), "vm1", []string{"-v"}, []string{"-oProxyCommand=x", "secret"}, Streams{In: strings.NewReader("")})
+	err := rt.ExecSSH(t.Context(), "vm1", "root", []string{"-v"}, []string{"-oProxyCommand=x", "secret"}, Streams{In: strings.NewReader("")})
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.Code != 42 {
 		t.Fatalf("got %v", err)

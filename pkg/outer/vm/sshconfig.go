@@ -14,8 +14,11 @@ import (
 // ssh_config: double quotes around words, "%" doubled (ssh expands tokens
 // in IdentityFile and ProxyCommand); a path that cannot be written so is
 // refused.
-func SSHConfig(podmanBin, name, stateDir string) (string, error) {
+func SSHConfig(podmanBin, name, user, stateDir string) (string, error) {
 	key := filepath.Join(stateDir, spec.SSHKeyFile)
+	if err := spec.ValidateUser(user); err != nil {
+		return "", err
+	}
 	for _, v := range []string{podmanBin, name, key} {
 		if strings.ContainsAny(v, "\"\\\n\r\x00") {
 			return "", fmt.Errorf("%q cannot be written in an ssh_config file (it has a quote, backslash or line break)", v)
@@ -24,7 +27,7 @@ func SSHConfig(podmanBin, name, stateDir string) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Host %s\n", sshConfigWord(name))
 	fmt.Fprintf(&b, "  HostName %s\n", sshConfigWord(name))
-	fmt.Fprintf(&b, "  User root\n")
+	fmt.Fprintf(&b, "  User %s\n", user)
 	fmt.Fprintf(&b, "  IdentityFile %s\n", sshConfigWord(key))
 	fmt.Fprintf(&b, "  IdentitiesOnly yes\n")
 	// The guest's host key is new on every boot.

@@ -15,7 +15,7 @@ func TestSSHConfigQuoted(t *testing.T) {
 		t.Skip("no ssh client")
 	}
 	dir := "/run/user/1000/my vms/%h #1/dev-1"
-	conf, err := SSHConfig("/opt/pod man/podman", "dev", dir)
+	conf, err := SSHConfig("/opt/pod man/podman", "dev", "root", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestSSHConfigQuoted(t *testing.T) {
 
 func TestSSHConfigRefusesUnquotable(t *testing.T) {
 	for _, dir := range []string{`/run/a"b`, "/run/a\nHost *\n  ProxyCommand evil", `/run/a\b`} {
-		if _, err := SSHConfig("/usr/bin/podman", "dev", dir); err == nil {
+		if _, err := SSHConfig("/usr/bin/podman", "dev", "root", dir); err == nil {
 			t.Errorf("%q accepted", dir)
 		}
 	}

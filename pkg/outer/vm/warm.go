@@ -47,7 +47,8 @@ func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version 
 		Version, Runner, Image, Accel string
 		MemoryMiB, VCPUs              int
 		KernelArgs                    []string
-	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs})
+		SSHUser                       string `json:",omitempty"`
+	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil
 }
@@ -60,8 +61,8 @@ type warmPlan struct {
 }
 
 func (r *Runtime) planWarm(ctx context.Context, img *podman.Image, o Config, sp *spec.Spec, cl *Cleanups) (*warmPlan, error) {
-	if len(sp.Binds) > 0 {
-		return nil, errors.New("--warm cannot be combined with --bind or --ro-bind: a saved VM cannot take new shares")
+	if len(sp.Binds) > 0 || o.HostStorage {
+		return nil, errors.New("--warm cannot be combined with --bind, --ro-bind or --bind-storage-ro: a saved VM cannot take new shares")
 	}
 	// The accelerator as asked for: auto may turn into tcg later in the same
 	// host boot (a failed KVM attempt is remembered), and the saved VM
