@@ -56,6 +56,7 @@ func toDiskRaw(t *testing.T) {
 	if !strings.Contains(out, "state=running") || !strings.Contains(out, "rootfs=ext4") {
 		t.Errorf("the disk-booted system is not fully up (want state=running on ext4):\n%s", out)
 	}
+	assertInstalledFrom(t, out, sampleImage())
 
 	// The same inputs again: reused at once, the file untouched.
 	before, _ := os.Stat(raw)
@@ -98,11 +99,13 @@ func toDiskRaw(t *testing.T) {
 	assertOnlyFiles(t, dir, "sample.raw")
 }
 
-// toDiskQcow2: qcow2, the format from the extension, booted with UEFI.
+// toDiskQcow2: qcow2, the format from the extension, booted with UEFI, of
+// the bootc-layout image (links into /var, a kargs.d).
 func toDiskQcow2(t *testing.T) {
+	needBootcImage(t)
 	dir := t.TempDir()
 	qcow := filepath.Join(dir, "sample.qcow2")
-	r := runBcvk(t, sharedState, nil, toDiskTimeout, "to-disk", "--karg", "bcvk.test=qcow2", sampleImage(), qcow)
+	r := runBcvk(t, sharedState, nil, toDiskTimeout, "to-disk", "--karg", "bcvk.test=qcow2", bootcImage(), qcow)
 	if r.code != 0 {
 		t.Fatalf("to-disk qcow2: exit %d\n%s", r.code, r.stderr)
 	}
@@ -113,6 +116,11 @@ func toDiskQcow2(t *testing.T) {
 	if !strings.Contains(out, "bcvk.test=qcow2") || !strings.Contains(out, "state=running") || !strings.Contains(out, "efi=yes") {
 		t.Errorf("booted from the qcow2 disk with OVMF: want the karg, state=running and EFI firmware:\n%s", out)
 	}
+	// The installer applied the image's kargs.d, as bootc does.
+	if !strings.Contains(out, "bcvk.kargsd=yes") || strings.Contains(out, "bcvk.kargsd.arm") {
+		t.Errorf("the installed system lacks the image's kargs.d arguments (or has the aarch64 one):\n%s", out)
+	}
+	assertInstalledFrom(t, out, bootcImage())
 	assertOnlyFiles(t, dir, "sample.qcow2")
 }
 
@@ -233,7 +241,7 @@ qemu-system-x86_64 -nodefaults -display none -machine q35 -accel tcg -cpu max -m
 	-netdev user,id=n,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n,romfile= \
 	-smbios "type=11,value=$CRED" -serial file:/tmp/console.log &
 qemu=$!
-cmd='echo "cmdline=$(cat /proc/cmdline)"; echo "state=$(systemctl is-system-running --wait)"; systemctl --failed --no-legend; echo "rootfs=$(findmnt -no FSTYPE /)"; echo "efi=$(test -d /sys/firmware/efi && echo yes || echo no)"'
+cmd='echo "cmdline=$(cat /proc/cmdline)"; echo "state=$(systemctl is-system-running --wait)"; systemctl --failed --no-legend; echo "rootfs=$(findmnt -no FSTYPE /)"; echo "efi=$(test -d /sys/firmware/efi && echo yes || echo no)"; echo "bootc-status=$(bootc status --json 2>&1 | tr -d "\n")"'
 for i in $(seq 1 150); do
 	kill -0 $qemu 2>/dev/null || { echo "QEMU ended"; break; }
 	if ssh -q -i /k/key -p 2222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
@@ -244,6 +252,41 @@ for i in $(seq 1 150); do
 done
 echo "no SSH; console:"; tail -30 /tmp/console.log; kill $qemu; exit 1
 `
+
+// assertInstalledFrom reads `bootc status --json` of the booted disk (from
+// bootDisk's output): the installed system must name the image it came
+// from, with the digest and ID the host's podman has for it.
+func assertInstalledFrom(t *testing.T, out, image string) {
+	t.Helper()
+	_, line, ok := strings.Cut(out, "bootc-status=")
+	line, _, _ = strings.Cut(line, "\n")
+	var st struct {
+		Status struct {
+			Booted struct {
+				Image struct {
+					Image struct {
+						Image     string `json:"image"`
+						Transport string `json:"transport"`
+					} `json:"image"`
+					ImageDigest string `json:"imageDigest"`
+					ImageID     string `json:"imageId"`
+				} `json:"image"`
+			} `json:"booted"`
+		} `json:"status"`
+	}
+	if !ok {
+		t.Fatalf("no bootc status from the installed disk:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(line), &st); err != nil {
+		t.Fatalf("bootc status --json of the installed disk: %v\n%s", err, line)
+	}
+	got := st.Status.Booted.Image
+	digest, id := inspectImage(t, image, "{{.Digest}}"), inspectImage(t, image, "{{.Id}}")
+	if got.Image.Image != image || got.ImageDigest != digest || strings.TrimPrefix(got.ImageID, "sha256:") != id {
+		t.Errorf("the installed disk says it came from %q (digest %q, ID %q); want %q with the host's digest %s and ID %s",
+			got.Image.Image, got.ImageDigest, got.ImageID, image, digest, id)
+	}
+}
 
 func bootDisk(t *testing.T, path, format string, efi bool) string {
 	t.Helper()
