@@ -39,6 +39,10 @@ type Event struct {
 // host remembers it so later VMs skip the KVM attempt.
 const CodeKVMUnusable = "kvm-unusable"
 
+// CodeFDLimit marks the warnings that a virtiofsd nears or reached its
+// file descriptor limit.
+const CodeFDLimit = "fd-limit"
+
 // Writer appends events to a file, one JSON object per line.
 type Writer struct {
 	mu sync.Mutex

@@ -175,6 +175,9 @@ func (m *Machine) QEMU() *proc.Proc { return m.qemu }
 // ConsoleTail returns the last console lines.
 func (m *Machine) ConsoleTail() []string { return m.watcher.Tail() }
 
+// Helpers are the started helpers, in Config order.
+func (m *Machine) Helpers() []*proc.Proc { return m.helpers }
+
 // HelperDied delivers the first helper that ended while QEMU ran.
 func (m *Machine) HelperDied() <-chan *proc.Proc { return m.died }
 

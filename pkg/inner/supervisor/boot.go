@@ -128,7 +128,12 @@ func (s *supervisor) boot(ctx context.Context, cfg qemu.Config, early *proc.Proc
 	}
 	logrus.Debugf("qemu: %q", mc.QEMU)
 	s.cfg = cfg
-	return machine.Start(ctx, s.table, mc, early)
+	s.sshReady.Store(false)
+	m, err := machine.Start(ctx, s.table, mc, early)
+	if err == nil {
+		go s.watchFDs(ctx, m, s.o.Timing.FDWatch, s.reclaimFunc())
+	}
+	return m, err
 }
 
 // afterBoot restores a warm VM or starts the SSH probe; it returns the

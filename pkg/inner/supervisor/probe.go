@@ -30,6 +30,7 @@ func (s *supervisor) startProbe(ctx context.Context, m *machine.Machine) context
 		if s.sp.Warm == spec.WarmSave {
 			s.saveWarm(ctx, m)
 		}
+		s.sshReady.Store(true)
 		s.ev.Emit(events.PhaseSSH, "SSH is ready")
 		logrus.Info("SSH is ready")
 		select {

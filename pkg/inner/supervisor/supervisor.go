@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/bcvk/bcvk/pkg/events"
@@ -102,6 +103,9 @@ type supervisor struct {
 	// state is the guest's, owned by the goroutine that runs run.
 	state guest.State
 	ready chan struct{} // the SSH probe saw a greeting
+	// sshReady says bcvk-inner can log into the guest (the descriptor
+	// watch's reclaim); reset with each boot.
+	sshReady atomic.Bool
 
 	kernel     kernel.Kernel // for the warm-start meta
 	cfg        qemu.Config   // the QEMU that runs (after a KVM fallback)

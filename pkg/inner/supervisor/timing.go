@@ -12,9 +12,11 @@ type Timing struct {
 	// PowerdownRepeat: a power-button press is lost while the guest has
 	// nobody listening for it yet, so it is pressed again this often.
 	PowerdownRepeat time.Duration
+	// FDWatch is how often virtiofsd's descriptors are counted.
+	FDWatch time.Duration
 }
 
 // DefaultTiming is what the runner uses.
 func DefaultTiming() Timing {
-	return Timing{KVMSamples: 5, KVMSampleInterval: 250 * time.Millisecond, QMPTimeout: 2 * time.Second, PowerdownRepeat: 3 * time.Second}
+	return Timing{KVMSamples: 5, KVMSampleInterval: 250 * time.Millisecond, QMPTimeout: 2 * time.Second, PowerdownRepeat: 3 * time.Second, FDWatch: fdWatchInterval}
 }

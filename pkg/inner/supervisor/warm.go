@@ -134,6 +134,7 @@ func (s *supervisor) restoreWarm(ctx context.Context, m *machine.Machine) error 
 		case <-time.After(warmLoginRetry):
 		}
 	}
+	s.sshReady.Store(true)
 	s.ev.Emit(events.PhaseSSH, "SSH is ready (warm start)")
 	logrus.Infof("warm start: SSH ready %.1fs after the restore began", time.Since(start).Seconds())
 	return nil

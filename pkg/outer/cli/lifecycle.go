@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bcvk/bcvk/pkg/consolelog"
 	"io"
 	"path/filepath"
 	"strings"
@@ -205,6 +206,8 @@ func newSSHCommand(g *globals, st Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopWarnings := vm.WatchWarnings(v.StateDir)
+			defer stopWarnings()
 			return rt.ExecSSH(ctx, name, user, opts, command, st.vm())
 		},
 	}
@@ -383,7 +386,15 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 					close(stop)
 				}()
 			}
-			return vm.Follow(ctx, path, st.Out, stop)
+			if err := vm.Follow(ctx, path, st.Out, stop); err != nil {
+				return err
+			}
+			// bcvk-inner's own warnings (not the guest's console) go to
+			// stderr, after the console.
+			for _, w := range vm.Warnings(v.StateDir) {
+				fmt.Fprintf(st.Err, "bcvk warning: %s\n", consolelog.Clean(w))
+			}
+			return nil
 		},
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the VM ends")

@@ -57,5 +57,8 @@ func RunSSH(ctx context.Context, rt *vm.Runtime, o Options, st vm.Streams) (err 
 	}
 	v.Ready()
 	status.End(true)
-	return rt.ExplainLostVM(ctx, v.Name, v.StateDir, rt.ExecSSH(ctx, v.Name, o.Spec.LoginUser(), nil, o.Command, st))
+	stopWarnings := vm.WatchWarnings(v.StateDir)
+	err = rt.ExecSSH(ctx, v.Name, o.Spec.LoginUser(), nil, o.Command, st)
+	stopWarnings()
+	return rt.ExplainLostVM(ctx, v.Name, v.StateDir, err)
 }

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"golang.org/x/sys/unix"
@@ -41,7 +43,14 @@ type Host struct {
 
 // CurrentHost describes this machine and process.
 func CurrentHost() Host {
+	if os.Geteuid() == 0 {
+		raiseNoFile(nrOpen("/proc"))
+	}
 	nofile, nproc := rlimits()
+	// Test-only: force a low limit to see the descriptor watch work.
+	if v, err := strconv.ParseUint(os.Getenv("BCVK_TEST_NOFILE"), 10, 64); err == nil && v > 0 {
+		nofile = min(nofile, v)
+	}
 	return Host{
 		Getenv: os.Getenv, TempDir: os.TempDir(), UID: os.Getuid(), EUID: os.Geteuid(),
 		PID: os.Getpid(), Proc: "/proc", BootID: readBootID("/proc"), PIDNamespace: pidNamespace("/proc"),
@@ -107,6 +116,36 @@ func (h Host) NewStateDir(name string) (string, error) {
 // rlimits returns the file and process limits to give the container: the
 // host's hard file limit (virtiofsd needs many), and a process limit that
 // runc can apply without CAP_SYS_RESOURCE.
+// maxNoFile bounds what bcvk asks for, whatever fs.nr_open allows.
+const maxNoFile = 1 << 20
+
+// nrOpen is the kernel's per-process descriptor maximum (fs.nr_open),
+// capped at maxNoFile; 0 when unknown.
+func nrOpen(proc string) uint64 {
+	b, err := os.ReadFile(filepath.Join(proc, "sys/fs/nr_open"))
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return min(n, maxNoFile)
+}
+
+// raiseNoFile lifts this process's hard descriptor limit to n where the
+// host allows it (root with CAP_SYS_RESOURCE): podman and the OCI runtime
+// inherit it, and can then give the VM's container that much. virtiofsd
+// needs a descriptor per file the guest caches; big images have 100k+.
+func raiseNoFile(n uint64) {
+	var rl syscall.Rlimit
+	if n == 0 || syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) != nil || rl.Max >= n {
+		return
+	}
+	// syscall (not x/sys/unix): Go then passes the new limit to children.
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: rl.Cur, Max: n})
+}
+
 func rlimits() (nofile, nproc uint64) {
 	nofile, nproc = 1024, 4096
 	var rl unix.Rlimit
