@@ -26,14 +26,18 @@ type Level int
 
 const (
 	Fine Level = iota
+	// Reclaim: time to ask the guest to give cached inodes back.
+	Reclaim
 	High
 	Exhausted
 )
 
 // Thresholds.
 const (
-	// WarnPercent of the limit in use raises the first warning.
-	WarnPercent = 80
+	// ReclaimPercent of the limit in use makes bcvk ask the guest to drop
+	// its caches; WarnPercent raises the first warning.
+	ReclaimPercent = 50
+	WarnPercent    = 80
 	// reserve descriptors are never inode descriptors (sockets, the
 	// shared directory, /proc): a process this close is out of them.
 	reserve = 16
@@ -93,6 +97,8 @@ func LevelOf(s Sample) Level {
 		return Exhausted
 	case uint64(s.Open)*100 >= s.Limit*WarnPercent:
 		return High
+	case uint64(s.Open)*100 >= s.Limit*ReclaimPercent:
+		return Reclaim
 	}
 	return Fine
 }

@@ -68,7 +68,9 @@ func TestLevelsAndTracker(t *testing.T) {
 		want Level
 	}{
 		{Sample{100, 20000}, Fine},
-		{Sample{15999, 20000}, Fine},
+		{Sample{9999, 20000}, Fine},
+		{Sample{10000, 20000}, Reclaim},
+		{Sample{15999, 20000}, Reclaim},
 		{Sample{16000, 20000}, High},
 		{Sample{19984, 20000}, Exhausted},
 		{Sample{5, 0}, Fine},
@@ -82,7 +84,7 @@ func TestLevelsAndTracker(t *testing.T) {
 		open int
 		want Level
 		rose bool
-	}{{10, Fine, false}, {16500, High, true}, {17000, High, false}, {19990, Exhausted, true}, {19995, Exhausted, false}, {100, Fine, false}, {16100, High, true}}
+	}{{10, Fine, false}, {12000, Reclaim, true}, {16500, High, true}, {17000, High, false}, {19990, Exhausted, true}, {19995, Exhausted, false}, {100, Fine, false}, {16100, High, true}}
 	for _, st := range steps {
 		l, rose := tr.Update("root", Sample{st.open, 20000})
 		if l != st.want || rose != st.rose {

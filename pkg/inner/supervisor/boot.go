@@ -131,7 +131,11 @@ func (s *supervisor) boot(ctx context.Context, cfg qemu.Config, early *proc.Proc
 	s.sshReady.Store(false)
 	m, err := machine.Start(ctx, s.table, mc, early)
 	if err == nil {
-		go s.watchFDs(ctx, m, s.o.Timing.FDWatch, s.reclaimFunc())
+		reclaim, closeShell := s.reclaimFunc()
+		go func() {
+			defer closeShell()
+			s.watchFDs(ctx, m, s.o.Timing.FDWatch, reclaim)
+		}()
 	}
 	return m, err
 }

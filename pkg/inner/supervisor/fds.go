@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/inner/fdwatch"
 	"github.com/bcvk/bcvk/pkg/inner/machine"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/bcvk/bcvk/pkg/sshclient"
 	"github.com/sirupsen/logrus"
 )
 
@@ -19,9 +21,10 @@ const (
 	// fdWatchInterval is how often each virtiofsd's open descriptors are
 	// counted (a directory read of /proc/PID/fd); a walk of a large image
 	// takes minutes, so the warning comes well before the limit.
-	fdWatchInterval = 2 * time.Second
-	// reclaimEvery bounds how often the guest is asked to drop its caches.
-	reclaimEvery = 30 * time.Second
+	fdWatchInterval = time.Second
+	// reclaimEvery bounds how often the guest is asked to drop its caches
+	// (each costs it re-lookups of what it reads again).
+	reclaimEvery = 5 * time.Second
 	// reclaimTimeout bounds one such request.
 	reclaimTimeout = 30 * time.Second
 )
@@ -29,13 +32,14 @@ const (
 // dropCaches makes the guest's kernel forget the dentries and inodes that
 // nothing uses: for each, it tells virtiofsd (FUSE FORGET), which closes
 // the descriptor it held. Files in use stay; later lookups cost a round
-// trip again.
-const dropCaches = "sync; echo 2 > /proc/sys/vm/drop_caches"
+// trip again. Builtins only (see guestShell).
+const dropCaches = "echo 2 > /proc/sys/vm/drop_caches"
 
-// watchFDs watches m's virtiofsd processes until m's QEMU ends. When one
-// passes WarnPercent of its limit, the guest is asked to give cached
-// inodes back (once SSH works); a warning follows only if that did not
-// bring it down, and a plain message when it ran out.
+// watchFDs watches m's virtiofsd processes until m's QEMU ends. From
+// ReclaimPercent of its limit on, the guest is asked to give cached inodes
+// back (once SSH works, at most every reclaimEvery); a warning comes only
+// when the count still reaches WarnPercent, and a plain message when it
+// ran out.
 func (s *supervisor) watchFDs(ctx context.Context, m *machine.Machine, interval time.Duration, reclaim func(context.Context) error) {
 	if interval <= 0 {
 		interval = fdWatchInterval
@@ -58,10 +62,7 @@ func (s *supervisor) watchFDs(ctx context.Context, m *machine.Machine, interval 
 				continue // it ended; the machine reports that
 			}
 			l, rose := tr.Update(p.Name, smp)
-			if !rose {
-				continue
-			}
-			if l == fdwatch.High && reclaim != nil && time.Since(lastReclaim) > reclaimEvery {
+			if l >= fdwatch.Reclaim && reclaim != nil && time.Since(lastReclaim) > reclaimEvery {
 				lastReclaim = time.Now()
 				rctx, cancel := context.WithTimeout(ctx, reclaimTimeout)
 				err := reclaim(rctx)
@@ -71,32 +72,37 @@ func (s *supervisor) watchFDs(ctx context.Context, m *machine.Machine, interval 
 						shareName(p.Name), smp.Open, smp.Limit, after.Open)
 					logrus.Info(msg)
 					s.ev.Emit(events.PhaseInfo, msg)
-					if l2, _ := tr.Update(p.Name, after); l2 < fdwatch.High {
-						continue
-					}
 					smp = after
+					l, _ = tr.Update(p.Name, after)
 				}
 			}
-			msg := fdwatch.Message(shareName(p.Name), smp, l)
-			logrus.Warn(msg)
-			s.ev.Warn(events.CodeFDLimit, msg)
+			if rose && l >= fdwatch.High {
+				msg := fdwatch.Message(shareName(p.Name), smp, l)
+				logrus.Warn(msg)
+				s.ev.Warn(events.CodeFDLimit, msg)
+			}
 		}
 	}
 }
 
-// reclaimFunc asks the guest to drop its caches over SSH, once SSH is
-// ready; nil when bcvk has no login into the guest.
-func (s *supervisor) reclaimFunc() func(context.Context) error {
+// reclaimFunc asks the guest to drop its caches through a resident root
+// shell, once SSH is ready; nil when bcvk has no login into the guest.
+// The shell is started at the first need (at ReclaimPercent, while a
+// login still finds descriptors) and kept, so that later requests work
+// even when none are left. close ends it.
+func (s *supervisor) reclaimFunc() (reclaim func(context.Context) error, close func()) {
 	if s.sp.SSHAuthorizedKey == "" {
-		return nil
+		return nil, func() {}
 	}
 	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
+	sh := &guestShell{table: s.table,
+		argv: append([]string{s.o.SSH}, sshclient.Args(key, spec.GuestSSHPort, []string{"-o", "ConnectTimeout=10"}, "root", []string{"sh"})...)}
 	return func(ctx context.Context) error {
 		if !s.sshReady.Load() {
-			return fmt.Errorf("SSH is not ready yet")
+			return errors.New("SSH is not ready yet")
 		}
-		return s.guestSSH(ctx, key, "sh", "-c", dropCaches)
-	}
+		return sh.run(ctx, dropCaches)
+	}, sh.close
 }
 
 // shareName names a helper by what it serves.
