@@ -266,8 +266,10 @@ build() {
 	# Docs, man pages and translations are left out: nobody reads them there.
 	# The archives go to a cache shared by the images of this run, so the
 	# second image downloads only what the first did not have.
+	# podman-testing (36 MB) is podman's test helper; nobody runs it here.
 	mmdebstrap --variant=minbase --include="$pkgs" \
 		"${MMDEBSTRAP_SLIM[@]}" \
+		--dpkgopt='path-exclude=/usr/libexec/podman/podman-testing' \
 		--skip=essential/unlink \
 		--setup-hook='mkdir -p "$1/var/cache/apt/archives/"' \
 		--setup-hook="sync-in $tmp/debs /var/cache/apt/archives/" \
