@@ -8,6 +8,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.V
 BASE_IMAGE ?= localhost/bcvk-base:trixie
 RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
 SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
+SAMPLE_BOOTC_IMAGE ?= localhost/bcvk-sample-bootc:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
 
 .PHONY: man
@@ -31,8 +32,11 @@ runner-image: build base-image
 	podman build --pull=never --build-arg BASE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
 		-t $(RUNNER_IMAGE) -f Containerfile .
 
+# The plain sample image, the kernel-less one and the one with the bootc file
+# layout, in one run (the second Debian build reuses the first one's downloads);
+# each is skipped when up to date.
 sample-image: deps
-	hack/build-sample-image.sh $(SAMPLE_IMAGE)
+	hack/build-sample-image.sh $(SAMPLE_IMAGE) $(NOKERNEL_IMAGE) $(SAMPLE_BOOTC_IMAGE)
 
 images: runner-image sample-image
 
@@ -52,7 +56,7 @@ unit:
 # at the end, pass or fail.
 integration: images
 	@mkdir -p _output
-	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
+	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_SAMPLE_BOOTC_IMAGE=$(SAMPLE_BOOTC_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
 		$(GO) test -count=1 -v -timeout 60m ./tests/... 2>&1 | tee _output/integration.log; \
 		status=$$?; hack/slowest.sh _output/integration.log; exit $$status
 

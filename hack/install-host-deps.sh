@@ -14,8 +14,11 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 # docker-registry and openssl serve the pull tests; openssh-client and
 # ssh-keygen check ssh-config and the key format; procps (pgrep, ps) serves
-# the fault tests (stray processes, key not on a command line).
-for cmd in podman runc mmdebstrap newuidmap slirp4netns cpio docker-registry openssl ssh ssh-keygen pgrep ps; do
+# the fault tests (stray processes, key not on a command line); scp, sftp,
+# rsync and ansible (ansible-core) are the real clients the ssh-config tests
+# drive.
+for cmd in podman runc mmdebstrap newuidmap slirp4netns cpio docker-registry openssl ssh ssh-keygen scp sftp \
+	pgrep ps rsync ansible; do
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 
@@ -29,11 +32,11 @@ if [ "${#need[@]}" -gt 0 ]; then
 		podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns \
 		golang-github-containernetworking-plugin-dnsname containernetworking-plugins \
 		catatonit iptables cpio ca-certificates zstd xz-utils \
-		docker-registry openssl openssh-client procps >/dev/null || \
+		docker-registry openssl openssh-client procps rsync ansible-core >/dev/null || \
 	apt-get install -y -qq --no-install-recommends \
 		podman runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
 		catatonit iptables cpio ca-certificates zstd xz-utils \
-		docker-registry openssl openssh-client procps >/dev/null
+		docker-registry openssl openssh-client procps rsync ansible-core >/dev/null
 	if [ "$codename" = bookworm ]; then
 		apt-get install -y -qq --no-install-recommends -t bookworm-backports mmdebstrap >/dev/null
 	else
