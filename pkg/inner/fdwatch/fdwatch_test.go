@@ -67,12 +67,17 @@ func TestLevelsAndTracker(t *testing.T) {
 		s    Sample
 		want Level
 	}{
+		// 20000 - Headroom = 19360 usable.
 		{Sample{100, 20000}, Fine},
-		{Sample{9999, 20000}, Fine},
-		{Sample{10000, 20000}, Reclaim},
-		{Sample{15999, 20000}, Reclaim},
-		{Sample{16000, 20000}, High},
-		{Sample{19984, 20000}, Exhausted},
+		{Sample{9679, 20000}, Fine},
+		{Sample{9680, 20000}, Reclaim},
+		{Sample{15487, 20000}, Reclaim},
+		{Sample{15488, 20000}, High},
+		{Sample{18972, 20000}, High},
+		{Sample{18973, 20000}, Exhausted},
+		// What the guest met with a limit of 3000: a plateau at 2409.
+		{Sample{2409, 3000}, Exhausted},
+		{Sample{1000, 1000}, Exhausted},
 		{Sample{5, 0}, Fine},
 	} {
 		if got := LevelOf(c.s); got != c.want {
@@ -84,7 +89,9 @@ func TestLevelsAndTracker(t *testing.T) {
 		open int
 		want Level
 		rose bool
-	}{{10, Fine, false}, {12000, Reclaim, true}, {16500, High, true}, {17000, High, false}, {19990, Exhausted, true}, {19995, Exhausted, false}, {100, Fine, false}, {16100, High, true}}
+	}{{10, Fine, false}, {12000, Reclaim, true}, {16500, High, true}, {17000, High, false},
+		{12000, Reclaim, false}, {16500, High, false}, // no second warning for the same rise
+		{19990, Exhausted, true}, {19995, Exhausted, false}, {100, Fine, false}, {16100, High, true}}
 	for _, st := range steps {
 		l, rose := tr.Update("root", Sample{st.open, 20000})
 		if l != st.want || rose != st.rose {
@@ -95,7 +102,7 @@ func TestLevelsAndTracker(t *testing.T) {
 		t.Errorf("another share starts on its own")
 	}
 	msg := Message("virtiofsd for the image", Sample{16000, 20000}, High)
-	for _, want := range []string{"16000 of its 20000", "80%", "--root-transport erofs", "bcvk system check"} {
+	for _, want := range []string{"16000 of the 19360 file descriptors it can use for files (limit 20000)", "--root-transport erofs", "bcvk system check"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("High message lacks %q: %s", want, msg)
 		}

@@ -22,9 +22,12 @@ const (
 	// counted (a directory read of /proc/PID/fd); a walk of a large image
 	// takes minutes, so the warning comes well before the limit.
 	fdWatchInterval = time.Second
+	// fdWatchCloseInterval is the rate from ReclaimPercent on, so that a
+	// short peak at the limit is seen.
+	fdWatchCloseInterval = 200 * time.Millisecond
 	// reclaimEvery bounds how often the guest is asked to drop its caches
 	// (each costs it re-lookups of what it reads again).
-	reclaimEvery = 5 * time.Second
+	reclaimEvery = 2 * time.Second
 	// reclaimTimeout bounds one such request.
 	reclaimTimeout = 30 * time.Second
 )
@@ -44,7 +47,7 @@ func (s *supervisor) watchFDs(ctx context.Context, m *machine.Machine, interval 
 	if interval <= 0 {
 		interval = fdWatchInterval
 	}
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	var tr fdwatch.Tracker
 	var lastReclaim time.Time
@@ -56,12 +59,17 @@ func (s *supervisor) watchFDs(ctx context.Context, m *machine.Machine, interval 
 			return
 		case <-t.C:
 		}
+		next := interval
 		for _, p := range m.Helpers() {
 			smp, err := fdwatch.Read("/proc", p.Pid)
 			if err != nil {
 				continue // it ended; the machine reports that
 			}
 			l, rose := tr.Update(p.Name, smp)
+			if l >= fdwatch.Reclaim {
+				next = min(next, fdWatchCloseInterval)
+			}
+			before, beforeLevel := smp, l
 			if l >= fdwatch.Reclaim && reclaim != nil && time.Since(lastReclaim) > reclaimEvery {
 				lastReclaim = time.Now()
 				rctx, cancel := context.WithTimeout(ctx, reclaimTimeout)
@@ -76,13 +84,22 @@ func (s *supervisor) watchFDs(ctx context.Context, m *machine.Machine, interval 
 					l, _ = tr.Update(p.Name, after)
 				}
 			}
-			if rose && l >= fdwatch.High {
-				msg := fdwatch.Message(shareName(p.Name), smp, l)
-				logrus.Warn(msg)
-				s.ev.Warn(events.CodeFDLimit, msg)
+			switch {
+			case !rose:
+			case beforeLevel == fdwatch.Exhausted:
+				// The guest's opens failed then, whatever the reclaim did.
+				s.warnFDs(fdwatch.Message(shareName(p.Name), before, beforeLevel))
+			case l >= fdwatch.High:
+				s.warnFDs(fdwatch.Message(shareName(p.Name), smp, l))
 			}
 		}
+		t.Reset(next)
 	}
+}
+
+func (s *supervisor) warnFDs(msg string) {
+	logrus.Warn(msg)
+	s.ev.Warn(events.CodeFDLimit, msg)
 }
 
 // reclaimFunc asks the guest to drop its caches through a resident root

@@ -99,7 +99,7 @@ func Run(ctx context.Context, h Host) []Finding {
 	nofile, nproc := h.VM.NoFile, h.VM.NProc
 	// virtiofsd keeps a descriptor per image file the guest has looked up
 	// and caches; a few dozen go to sockets and shares.
-	files := fmt.Sprintf("nofile %d given to each VM container: virtiofsd can serve about %d image files cached at once (a walk of a bigger image makes bcvk ask the guest to drop its caches, and warns)", nofile, max(int64(nofile)-64, 0))
+	files := fmt.Sprintf("nofile %d given to each VM container: virtiofsd can serve about %d image files cached at once (a walk of a bigger image makes bcvk ask the guest to drop its caches, and warns)", nofile, max(int64(nofile)-640, 0))
 	if nofile < 65536 {
 		add("ulimits", Warning, files, "raise the hard limit (limits.conf or systemd LimitNOFILE=) to 1048576, or run as root (bcvk then gives VMs fs.nr_open); fedora-bootc and centos-bootc images hold 60-100k files")
 	} else {
