@@ -10,9 +10,10 @@ RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
 SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
 SAMPLE_BOOTC_IMAGE ?= localhost/bcvk-sample-bootc:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
+LARGE_IMAGE ?= localhost/bcvk-test-large:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image sample-image demo test unit fuzz integration bench lint clean
+.PHONY: all build deps images base-image runner-image sample-image large-image demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -40,6 +41,10 @@ sample-image: deps
 
 images: runner-image sample-image
 
+# The large test image (80k files) is for the tests only, not the demo.
+large-image: sample-image
+	hack/build-large-image.sh $(LARGE_IMAGE) $(SAMPLE_IMAGE)
+
 demo: images
 	bin/bcvk ephemeral run-ssh $(SAMPLE_IMAGE) -- sh -c 'uname -a; cat /etc/os-release | head -2; systemctl is-system-running'
 
@@ -54,9 +59,10 @@ unit:
 
 # The log is kept in _output/integration.log; the slowest tests are printed
 # at the end, pass or fail.
-integration: images
+integration: images large-image
 	@mkdir -p _output
 	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_SAMPLE_BOOTC_IMAGE=$(SAMPLE_BOOTC_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
+		BCVK_LARGE_IMAGE=$(LARGE_IMAGE) \
 		$(GO) test -count=1 -v -timeout 60m ./tests/... 2>&1 | tee _output/integration.log; \
 		status=$$?; hack/slowest.sh _output/integration.log; exit $$status
 

@@ -18,7 +18,7 @@ import (
 // bootcImage has the bootc file layout: /root, /home, /mnt, /opt, /srv and
 // /usr/local are links into /var, which tmpfiles fills at boot; a kargs.d;
 // python3 and rsync (hack/build-sample-image.sh).
-func bootcImage() string { return env("BCVK_BOOTC_IMAGE", "localhost/bcvk-sample-bootc:latest") }
+func bootcImage() string { return env("BCVK_SAMPLE_BOOTC_IMAGE", "localhost/bcvk-sample-bootc:latest") }
 
 func needBootcImage(t *testing.T) {
 	t.Helper()
