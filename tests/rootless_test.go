@@ -136,7 +136,7 @@ func TestRootless(t *testing.T) {
 	}
 
 	name := "rl-life"
-	r = bcvk(bootTimeout, "ephemeral", "run", "-d", "--name", name, sampleImage())
+	r = bcvk(bootTimeout, "ephemeral", "run", "-d", "--name", name, "--bind-storage-ro", sampleImage())
 	if r.code != 0 {
 		t.Fatalf("rootless run -d: exit %d", r.code)
 	}
@@ -154,6 +154,10 @@ func TestRootless(t *testing.T) {
 	}
 	if r := bcvk(2*time.Minute, "ephemeral", "ssh", name, "--", "id", "-u"); r.code != 0 || r.stdout != "0\n" {
 		t.Errorf("rootless ssh: exit %d stdout %q", r.code, r.stdout)
+	}
+	// The user's own container storage, shared with the guest.
+	if r := bcvk(3*time.Minute, "ephemeral", "ssh", name, "--", "podman", "images", "--format", "{{.Repository}}:{{.Tag}}"); r.code != 0 || !strings.Contains(r.stdout, sampleImage()) {
+		t.Errorf("rootless --bind-storage-ro: the guest's podman images: exit %d stdout %q", r.code, r.stdout)
 	}
 	if r := bcvk(time.Minute, "ephemeral", "rm", "-f", name); r.code != 0 {
 		t.Errorf("rootless rm -f: exit %d", r.code)
