@@ -14,6 +14,10 @@ import (
 // on top needs; whichever of them the image's kernel has built in is skipped.
 var RootModules = []string{"virtio_pci", "fuse", "virtiofs", "overlay"}
 
+// ErofsModules are what an EROFS root disk needs besides RootModules
+// (shares stay on virtiofs).
+var ErofsModules = []string{"virtio_blk", "erofs"}
+
 // modName turns "kernel/fs/overlayfs/overlay.ko.xz" into "overlay".
 func modName(p string) string {
 	b := filepath.Base(p)
