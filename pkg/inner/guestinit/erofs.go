@@ -49,7 +49,7 @@ func findDiskBySerial(sysBlockDir, serial string) (string, error) {
 // read-only at /lower. The disk can appear a moment after its driver
 // loads, so the lookup is retried until a deadline.
 func mountErofsRoot(serial string, missingModules []string) error {
-	for _, m := range []string{"virtio_blk", "erofs"} {
+	for _, m := range []string{"virtio_blk", "erofs"} { // initramfs.ErofsRequired
 		if missing(missingModules, m) {
 			return fmt.Errorf("the image's kernel has no %s (neither built in nor as a module), so it cannot mount an EROFS root: use --root-transport virtiofs", m)
 		}

@@ -133,7 +133,7 @@ func TestBuildErofsRootAddsItsModules(t *testing.T) {
 		t.Fatalf("serial %q", cfg.RootDiskSerial)
 	}
 	// The test tree has neither: the guest init reports them by name.
-	if !reflect.DeepEqual(cfg.MissingModules, []string{"virtio_blk", "erofs"}) {
+	if !reflect.DeepEqual(cfg.MissingModules, []string{"virtio_blk", "crc32c_generic", "erofs"}) {
 		t.Fatalf("missing %q", cfg.MissingModules)
 	}
 	var plain bytes.Buffer

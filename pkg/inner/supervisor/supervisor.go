@@ -49,6 +49,7 @@ type Options struct {
 	RunDir    string
 	DisksDir  string
 	WarmDir   string
+	ErofsDir  string
 	QEMU      string
 	QEMUImg   string
 	Virtiofsd string
@@ -67,7 +68,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
-		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
+		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, ErofsDir: spec.ErofsDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
 		Virtiofsd: virtiofsd.DefaultBinary, SSH: "ssh", KVMDevice: "/dev/kvm", KVMUsable: qemu.KVMUsable,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Timing: DefaultTiming(),
 	}
@@ -104,6 +105,7 @@ type supervisor struct {
 	ready chan struct{} // the SSH probe saw a greeting
 
 	kernel     kernel.Kernel // for the warm-start meta
+	root       string        // the root transport used: virtiofs or erofs
 	cfg        qemu.Config   // the QEMU that runs (after a KVM fallback)
 	consoleLog *console.LogFile
 	consoleOut io.Writer
