@@ -15,7 +15,7 @@ mirror=${BCVK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # --no-install-recommends matters: qemu-system-x86 recommends qemu-system-gui.
 # qemu-utils gives qemu-img (disk images for to-disk); ovmf is UEFI firmware
 # for booting the disks it makes (SeaBIOS comes with qemu-system-x86).
-packages=qemu-system-x86,qemu-utils,ovmf,virtiofsd,openssh-client,xz-utils,zstd,ca-certificates
+packages=qemu-system-x86,qemu-utils,ovmf,virtiofsd,erofs-utils,openssh-client,xz-utils,zstd,ca-certificates
 # A fixed timestamp: mmdebstrap clamps file times to it and writes a sorted
 # tarball, so equal package versions give an equal root file system.
 export SOURCE_DATE_EPOCH=1754697600 # 2025-08-09, trixie's release day
@@ -48,7 +48,7 @@ log "building $image from Debian $suite ($mirror)"
 mmdebstrap --variant=apt --include="$packages" \
 	"${MMDEBSTRAP_SLIM[@]}" \
 	--customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
-	--customize-hook='test -x "$1/usr/libexec/virtiofsd" && test -x "$1/usr/bin/qemu-system-x86_64" && test -x "$1/usr/bin/qemu-img" && test -e "$1/usr/share/OVMF/OVMF_CODE_4M.fd"' \
+	--customize-hook='test -x "$1/usr/libexec/virtiofsd" && test -x "$1/usr/bin/qemu-system-x86_64" && test -x "$1/usr/bin/qemu-img" && test -e "$1/usr/share/OVMF/OVMF_CODE_4M.fd" && test -x "$1/usr/bin/mkfs.erofs"' \
 	--customize-hook='if chroot "$1" dpkg -s qemu-system-gui >/dev/null 2>&1; then echo "qemu-system-gui was pulled in" >&2; exit 1; fi' \
 	--quiet "$suite" "$tmp/rootfs.tar" "$mirror" >&2
 
@@ -58,7 +58,7 @@ podman import --quiet \
 	--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	--change 'CMD ["/bin/bash"]' \
 	--change "LABEL bcvk.inputs=$inputs" \
-	--change "LABEL org.opencontainers.image.description=bcvk runner base: Debian $suite, QEMU, qemu-img, OVMF, virtiofsd, OpenSSH client" \
+	--change "LABEL org.opencontainers.image.description=bcvk runner base: Debian $suite, QEMU, qemu-img, OVMF, virtiofsd, mkfs.erofs, OpenSSH client" \
 	--message "hack/build-base-image.sh" \
 	"$tmp/rootfs.tar" "$image" >/dev/null
 # Drop the image this one replaces, unless something still uses it (then

@@ -175,6 +175,7 @@ func TestVMEndsUnderCommand(t *testing.T) {
 		code    int
 	}{
 		{"qemu-killed", []string{"sleep", "600"}, kill("qemu-system"), "QEMU was killed by SIGKILL", 255},
+		// Pinned to virtiofs: with an EROFS root and no shares there is no virtiofsd.
 		{"virtiofsd-killed", []string{"sleep", "600"}, kill("virtiofsd"), "virtiofsd was killed by SIGKILL, so the VM was stopped", 255},
 		{"podman-kill", []string{"sleep", "600"}, func(t *testing.T, name string) {
 			if out, err := exec.Command("podman", "kill", name).CombinedOutput(); err != nil {
@@ -191,7 +192,11 @@ func TestVMEndsUnderCommand(t *testing.T) {
 			name := "bcvk-test-ends-" + c.name
 			cleanupContainer(t, name)
 			// The boot is not under test here: a warm restore.
-			args := append(append(append([]string{"ephemeral", "run-ssh"}, warmArgs...), "--timeout", "15m", "--name", name, sampleImage(), "--"), c.command...)
+			args := append(append([]string{"ephemeral", "run-ssh"}, warmArgs...), "--timeout", "15m", "--name", name)
+			if c.name == "virtiofsd-killed" {
+				args = append(args, "--root-transport", "virtiofs")
+			}
+			args = append(append(args, sampleImage(), "--"), c.command...)
 			s := startBcvk(t, args...)
 			s.waitCommand(t, name, "sleep 600")
 			if c.fault != nil {

@@ -15,6 +15,7 @@ import (
 // Phase names, in boot order.
 const (
 	PhaseContainer = "container" // bcvk-inner started
+	PhaseRoot      = "root"      // the EROFS image of the root is built or found (a step)
 	PhaseKernel    = "kernel"    // kernel found in the image, QEMU started
 	PhaseBooting   = "booting"   // the guest printed its first console output
 	PhaseSystemd   = "systemd"   // the image's init took over

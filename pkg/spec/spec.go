@@ -108,6 +108,14 @@ type Spec struct {
 	// SSHUser is the guest user SSH logs in as; empty is root. The key is
 	// authorized for root as well (bcvk-inner's own logins).
 	SSHUser string `json:"sshUser,omitempty"`
+	// RootTransport is how the guest reaches the image root: virtiofs
+	// (also when empty), erofs or auto (see root.go).
+	RootTransport string `json:"rootTransport,omitempty"`
+	// ImageID is the mounted image's ID: the EROFS cache's key.
+	ImageID string `json:"imageID,omitempty"`
+	// ImageSize is the image's size in bytes as podman reports it; auto
+	// weighs it against the cost of building the EROFS image.
+	ImageSize int64 `json:"imageSize,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -209,6 +217,12 @@ func (s *Spec) Validate() error {
 		if err := ValidateUser(s.SSHUser); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := validateRoot(s); err != nil {
+		errs = append(errs, err)
+	}
+	if s.ImageSize < 0 {
+		errs = append(errs, errors.New("the image size cannot be negative"))
 	}
 	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {
 		errs = append(errs, errors.New("the SSH public key must be a single line"))

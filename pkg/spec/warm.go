@@ -33,6 +33,9 @@ type WarmMeta struct {
 	Accel             string   `json:"accel"`
 	SMBIOSCredentials []string `json:"smbiosCredentials"`
 	KernelVersion     string   `json:"kernelVersion"`
+	// RootTransport is the root the saved VM ran with; with erofs the saved
+	// directory holds its EROFS image as WarmErofsFile.
+	RootTransport string `json:"rootTransport,omitempty"`
 }
 
 // maxWarmMeta bounds meta.json: it holds a few credentials.
@@ -66,6 +69,9 @@ func ReadWarmMeta(dir string) (WarmMeta, error) {
 func (m WarmMeta) Validate() error {
 	if m.Accel != AccelKVM && m.Accel != AccelTCG {
 		return fmt.Errorf("saved accelerator %.20q is neither kvm nor tcg", m.Accel)
+	}
+	if m.RootTransport != "" && m.RootTransport != RootVirtiofs && m.RootTransport != RootErofs {
+		return fmt.Errorf("saved root transport %.20q is neither virtiofs nor erofs", m.RootTransport)
 	}
 	if !kernelVersionRE.MatchString(m.KernelVersion) {
 		return fmt.Errorf("saved kernel version %.60q is not a kernel version", m.KernelVersion)

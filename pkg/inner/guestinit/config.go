@@ -20,6 +20,10 @@ const (
 // Config tells the guest init what to do.
 type Config struct {
 	RootTag string `json:"rootTag"`
+	// RootDiskSerial, when set, names the virtio disk (by its serial) that
+	// holds an EROFS image of the root; it is mounted instead of the
+	// virtiofs share RootTag.
+	RootDiskSerial string `json:"rootDiskSerial,omitempty"`
 	// Modules are paths inside the initramfs, in load order.
 	Modules []string `json:"modules,omitempty"`
 	// MissingModules are wanted modules the image's kernel has neither

@@ -51,7 +51,11 @@ func run() error {
 			return err
 		}
 	}
-	if err := mountRoot(cfg.RootTag); err != nil {
+	if cfg.RootDiskSerial != "" {
+		if err := mountErofsRoot(cfg.RootDiskSerial, cfg.MissingModules); err != nil {
+			return err
+		}
+	} else if err := mountRoot(cfg.RootTag); err != nil {
 		return err
 	}
 	if err := unix.Mount("tmpfs", "/overlay", "tmpfs", 0, "mode=0755"); err != nil {

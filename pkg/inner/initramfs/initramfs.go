@@ -38,6 +38,9 @@ type Options struct {
 	ModulesDir string
 	// RootTag is the virtiofs tag of the image root.
 	RootTag string
+	// RootDiskSerial, when set, is the serial of the EROFS root disk that
+	// the guest mounts instead of the share RootTag.
+	RootDiskSerial string
 	// Decompress handles .xz and .zst modules; gzip is handled here.
 	Decompress Decompressor
 	// Mounts are further shares for the guest init to mount.
@@ -49,8 +52,12 @@ type Options struct {
 
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
-	cfg := guestinit.Config{RootTag: o.RootTag, Init: guestinit.DefaultInit, Mounts: o.Mounts, Storage: o.Storage}
-	res, err := ResolveModules(o.ImageMount, o.ModulesDir, RootModules)
+	cfg := guestinit.Config{RootTag: o.RootTag, RootDiskSerial: o.RootDiskSerial, Init: guestinit.DefaultInit, Mounts: o.Mounts, Storage: o.Storage}
+	want := RootModules
+	if o.RootDiskSerial != "" {
+		want = append(append([]string(nil), RootModules...), ErofsModules...)
+	}
+	res, err := ResolveModules(o.ImageMount, o.ModulesDir, want)
 	if err != nil {
 		return cfg, err
 	}

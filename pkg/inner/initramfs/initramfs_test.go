@@ -112,3 +112,33 @@ func TestBuildIsAValidCPIO(t *testing.T) {
 		t.Fatalf("config %+v", cfg)
 	}
 }
+
+func TestBuildErofsRootAddsItsModules(t *testing.T) {
+	initBin := filepath.Join(t.TempDir(), "init")
+	if err := os.WriteFile(initBin, []byte("#!init"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	cfg, err := Build(&buf, Options{
+		InitBinary: initBin, ImageMount: modTree(t), ModulesDir: "/", RootTag: "rootfs", RootDiskSerial: "bcvk-root",
+		Decompress: func(argv []string, in *os.File, out io.Writer) error {
+			_, err := out.Write([]byte("PLAIN"))
+			return err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RootDiskSerial != "bcvk-root" {
+		t.Fatalf("serial %q", cfg.RootDiskSerial)
+	}
+	// The test tree has neither: the guest init reports them by name.
+	if !reflect.DeepEqual(cfg.MissingModules, []string{"virtio_blk", "crc32c_generic", "erofs"}) {
+		t.Fatalf("missing %q", cfg.MissingModules)
+	}
+	var plain bytes.Buffer
+	if _, err := Build(&plain, Options{InitBinary: initBin, ImageMount: modTree(t), ModulesDir: "/", RootTag: "rootfs",
+		Decompress: func([]string, *os.File, io.Writer) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -14,6 +14,19 @@ import (
 // on top needs; whichever of them the image's kernel has built in is skipped.
 var RootModules = []string{"virtio_pci", "fuse", "virtiofs", "overlay"}
 
+// ErofsModules are what an EROFS root disk needs besides RootModules
+// (shares stay on virtiofs). crc32c_generic comes first because erofs
+// needs libcrc32c, which asks the crypto API for crc32c at load time
+// through request_module; with no modprobe in the initramfs its load
+// fails with ENOENT unless an implementation is already there. Kernels
+// with crc32c built in, or without libcrc32c, lack it harmlessly: only
+// ErofsRequired must be found.
+var ErofsModules = []string{"virtio_blk", "crc32c_generic", "erofs"}
+
+// ErofsRequired are the modules of ErofsModules an EROFS root cannot do
+// without (built in or as files).
+var ErofsRequired = []string{"virtio_blk", "erofs"}
+
 // modName turns "kernel/fs/overlayfs/overlay.ko.xz" into "overlay".
 func modName(p string) string {
 	b := filepath.Base(p)

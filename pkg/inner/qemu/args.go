@@ -21,6 +21,11 @@ type Config struct {
 	// VirtiofsSocket is virtiofsd's vhost-user socket for the root share.
 	VirtiofsSocket string
 	RootTag        string
+	// RootDisk, when set, is an EROFS image of the root, attached
+	// read-only as a virtio disk with serial RootDiskSerial instead of
+	// the root share.
+	RootDisk       string
+	RootDiskSerial string
 	// SSHForwardPort is the port on the container's loopback that QEMU
 	// forwards to the guest's port 22.
 	SSHForwardPort int
@@ -73,6 +78,23 @@ func BaseKernelArgs() []string {
 // virtio, the console is serial.
 const Machine = "q35,sata=off,smbus=off,i8042=off,vmport=off"
 
+// rootArgs attach the image root: the virtiofs share, or the EROFS disk.
+func rootArgs(c Config) []string {
+	if c.RootDisk != "" {
+		// read-only on both sides: QEMU opens the file O_RDONLY, and the
+		// guest sees a read-only disk. The page cache of the host serves
+		// repeated reads (cache=writeback, the default, without writes).
+		return []string{
+			"-drive", "if=none,id=root,file=" + c.RootDisk + ",format=raw,readonly=on,cache=writeback",
+			"-device", "virtio-blk-pci,drive=root,serial=" + c.RootDiskSerial,
+		}
+	}
+	return []string{
+		"-chardev", "socket,id=rootfs,path=" + c.VirtiofsSocket,
+		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag=" + c.RootTag,
+	}
+}
+
 // Args returns the argument list (without the binary).
 func Args(c Config) []string {
 	a := []string{
@@ -101,9 +123,8 @@ func Args(c Config) []string {
 		"-kernel", c.Kernel,
 		"-initrd", c.Initramfs,
 		"-append", strings.Join(c.KernelArgs, " "),
-		"-chardev", "socket,id=rootfs,path="+c.VirtiofsSocket,
-		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag="+c.RootTag,
 	)
+	a = append(a, rootArgs(c)...)
 	for _, sh := range c.Shares {
 		a = append(a,
 			"-chardev", "socket,id="+sh.Tag+",path="+sh.Socket,

@@ -80,3 +80,41 @@ func TestArgsDrives(t *testing.T) {
 	}
 	t.Fatalf("no -drive in %q", got)
 }
+
+func TestArgsErofsRoot(t *testing.T) {
+	got := Args(Config{
+		Name: "vm1", Accel: "tcg", MemoryMiB: 2048, VCPUs: 2,
+		Kernel: "/img/usr/lib/modules/6.1/vmlinuz", Initramfs: "/run/bcvk/initramfs.img",
+		KernelArgs:     []string{"console=ttyS0,115200n8"},
+		VirtiofsSocket: "/run/bcvk/virtiofs.sock", RootTag: "rootfs",
+		RootDisk: "/bcvk/erofs/0123.erofs", RootDiskSerial: "bcvk-root",
+		SSHForwardPort: 2222, NetProbePort: 2223, QMPSocket: "/run/bcvk/qmp.sock",
+		Shares: []Share{{Tag: "bind0", Socket: "/run/bcvk/share0.sock"}},
+	})
+	want := []string{
+		"-name", "bcvk-vm1,debug-threads=on",
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "q35,sata=off,smbus=off,i8042=off,vmport=off", "-accel", "tcg,tb-size=256", "-cpu", "max,svm=off,vmx=off",
+		"-smp", "2", "-m", "2048M",
+		"-object", "memory-backend-memfd,id=mem,size=2048M,share=on",
+		"-numa", "node,memdev=mem",
+		"-kernel", "/img/usr/lib/modules/6.1/vmlinuz",
+		"-initrd", "/run/bcvk/initramfs.img",
+		"-append", "console=ttyS0,115200n8",
+		"-drive", "if=none,id=root,file=/bcvk/erofs/0123.erofs,format=raw,readonly=on,cache=writeback",
+		"-device", "virtio-blk-pci,drive=root,serial=bcvk-root",
+		"-chardev", "socket,id=bind0,path=/run/bcvk/share0.sock",
+		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=bind0,tag=bind0",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
+		"-device", "virtio-net-pci,netdev=net0,romfile=",
+		"-device", "virtio-rng-pci",
+		"-device", "vmgenid,guid=auto",
+		"-device", "pvpanic", "-action", "panic=none",
+		"-chardev", "stdio,id=console,signal=off",
+		"-serial", "chardev:console",
+		"-qmp", "unix:/run/bcvk/qmp.sock,server=on,wait=off",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}

@@ -48,17 +48,6 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 	if err != nil {
 		return nil, err
 	}
-	// virtiofsd comes up while the initramfs is built; until a machine owns
-	// it, it is ours to stop.
-	vp, err := machine.StartHelper(s.table, machineConfig(s.o, s.sp, cfg).Helpers[0], s.o.Stderr)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if vp != nil {
-			vp.Signal(unix.SIGKILL)
-		}
-	}()
 	if s.sp.Warm == spec.WarmRestore {
 		if warm, err = spec.ReadWarmMeta(s.o.WarmDir); err != nil {
 			return nil, fmt.Errorf("reading the saved VM: %w", err)
@@ -66,8 +55,32 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		if warm.KernelVersion != k.Version {
 			return nil, fmt.Errorf("the saved VM ran kernel %s, the image has %s", warm.KernelVersion, k.Version)
 		}
-	} else if err := buildInitramfs(ctx, s.table, s.sp, k, initrd); err != nil {
+	}
+	if s.root, err = s.chooseRoot(k, warm); err != nil {
 		return nil, err
+	}
+	var vp *proc.Proc
+	if s.root == spec.RootErofs {
+		if cfg.RootDisk, err = s.prepareErofsRoot(ctx); err != nil {
+			return nil, err
+		}
+		cfg.RootDiskSerial = spec.ErofsSerial
+	} else {
+		// virtiofsd comes up while the initramfs is built; until a machine
+		// owns it, it is ours to stop.
+		if vp, err = machine.StartHelper(s.table, machineConfig(s.o, s.sp, cfg).Helpers[0], s.o.Stderr); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if vp != nil {
+			vp.Signal(unix.SIGKILL)
+		}
+	}()
+	if s.sp.Warm != spec.WarmRestore {
+		if err := buildInitramfs(ctx, s.table, s.sp, k, cfg.RootDiskSerial, initrd); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.prepareDisks(ctx); err != nil {
 		return nil, err

@@ -119,8 +119,11 @@ func qemuConfig(o Options, sp spec.Spec, img imageFacts, kernelImage, initrd str
 // machineConfig is the machine that runs cfg: the root's virtiofsd first
 // (it may be started early), then one per share. Pure: nothing runs.
 func machineConfig(o Options, sp spec.Spec, cfg qemu.Config) machine.Config {
-	hs := []machine.Helper{{Name: "virtiofsd", Socket: cfg.VirtiofsSocket,
-		Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: cfg.VirtiofsSocket, SharedDir: o.ImageRoot, ReadOnly: true})...)}}
+	var hs []machine.Helper
+	if cfg.RootDisk == "" { // an EROFS root disk needs no virtiofsd
+		hs = append(hs, machine.Helper{Name: "virtiofsd", Socket: cfg.VirtiofsSocket,
+			Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: cfg.VirtiofsSocket, SharedDir: o.ImageRoot, ReadOnly: true})...)})
+	}
 	for i, b := range sp.Binds {
 		sock := cfg.Shares[i].Socket
 		hs = append(hs, machine.Helper{Name: "virtiofsd for " + b.GuestPath, Socket: sock,
@@ -202,10 +205,12 @@ func WriteInitramfs(imageRoot, out string) error {
 		return fmt.Errorf("the kernel path %s holds characters that bcvk does not print", q)
 	}
 	fmt.Println(k.Image)
-	return buildInitramfs(context.Background(), t, spec.New(), k, out)
+	return buildInitramfs(context.Background(), t, spec.New(), k, "", out)
 }
 
-func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, path string) error {
+// buildInitramfs writes the boot initramfs to path; rootSerial, when set,
+// is the serial of the EROFS root disk the guest mounts.
+func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, rootSerial, path string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -225,7 +230,7 @@ func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.K
 	}
 	decompress := func(argv []string, in *os.File, out io.Writer) error { return decompress(ctx, t, argv, in, out) }
 	cfg, err := initramfs.Build(f, initramfs.Options{
-		InitBinary: self, ImageMount: k.Root, ModulesDir: k.ModulesDir, RootTag: rootTag,
+		InitBinary: self, ImageMount: k.Root, ModulesDir: k.ModulesDir, RootTag: rootTag, RootDiskSerial: rootSerial,
 		Decompress: decompress, Mounts: mounts, Storage: storage,
 	})
 	if err != nil {

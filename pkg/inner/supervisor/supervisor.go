@@ -50,6 +50,7 @@ type Options struct {
 	RunDir    string
 	DisksDir  string
 	WarmDir   string
+	ErofsDir  string
 	QEMU      string
 	QEMUImg   string
 	Virtiofsd string
@@ -68,7 +69,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
-		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
+		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, ErofsDir: spec.ErofsDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
 		Virtiofsd: virtiofsd.DefaultBinary, SSH: "ssh", KVMDevice: "/dev/kvm", KVMUsable: qemu.KVMUsable,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Timing: DefaultTiming(),
 	}
@@ -108,6 +109,7 @@ type supervisor struct {
 	sshReady atomic.Bool
 
 	kernel     kernel.Kernel // for the warm-start meta
+	root       string        // the root transport used: virtiofs or erofs
 	cfg        qemu.Config   // the QEMU that runs (after a KVM fallback)
 	consoleLog *console.LogFile
 	consoleOut io.Writer

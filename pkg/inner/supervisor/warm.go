@@ -86,6 +86,7 @@ func (s *supervisor) doSaveWarm(ctx context.Context, m *machine.Machine) error {
 	}
 	return spec.WarmMeta{
 		Accel: s.cfg.Accel, SMBIOSCredentials: s.cfg.SMBIOSCredentials, KernelVersion: s.kernel.Version,
+		RootTransport: s.root,
 	}.Write(s.o.WarmDir)
 }
 

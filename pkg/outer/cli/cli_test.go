@@ -26,6 +26,9 @@ func TestBadInputIsAUsageError(t *testing.T) {
 		{[]string{"ephemeral", "run-ssh", "--timeout", "0s", "img"}, "--timeout must be positive"},
 		{[]string{"ephemeral", "run-ssh", "--no-such-flag", "img"}, "unknown flag"},
 		{[]string{"--log-level", "loud", "ephemeral", "run-ssh", "img"}, "invalid --log-level"},
+		{[]string{"ephemeral", "run-ssh", "--root-transport", "nonsense", "img"}, `--root-transport "nonsense": use virtiofs, erofs or auto`},
+		{[]string{"ephemeral", "run", "--root-transport", "nfs", "img"}, `--root-transport "nfs"`},
+		{[]string{"to-disk", "--root-transport", "nonsense", "img", "/tmp/x.img"}, `--root-transport "nonsense"`},
 	} {
 		code, out, errs := run(tc.args...)
 		if code != 2 || !strings.Contains(errs, tc.want) || out != "" {

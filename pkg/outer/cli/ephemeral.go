@@ -37,12 +37,13 @@ func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
 // machineFlags are the flags of every VM bcvk boots: `ephemeral run` and
 // `run-ssh` register them, and to-disk for its installer VM.
 type machineFlags struct {
-	memory       string
-	vcpus        int
-	accel        string
-	readyTimeout time.Duration
-	pull         string
-	tlsVerify    bool
+	memory        string
+	vcpus         int
+	accel         string
+	readyTimeout  time.Duration
+	pull          string
+	tlsVerify     bool
+	rootTransport string
 }
 
 // register adds the flags; guest and machine name the VM in their help
@@ -54,6 +55,7 @@ func (f *machineFlags) register(fs *pflag.FlagSet, guest, machine string) {
 	fs.DurationVar(&f.readyTimeout, "timeout", vm.DefaultReadyTimeout, "how long to wait for the "+machine+" to answer SSH")
 	fs.StringVar(&f.pull, "pull", vm.PullMissing, "pull the image: missing, always or never")
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
+	fs.StringVar(&f.rootTransport, "root-transport", spec.RootAuto, "how the "+guest+" reaches the image root: virtiofs (served by virtiofsd), erofs (an EROFS image of it, built once per image in ~/.cache/bcvk/erofs, as a read-only disk) or auto")
 }
 
 func (f *machineFlags) pullOptions() (vm.PullOptions, error) {
@@ -82,6 +84,12 @@ func (f *machineFlags) spec() (spec.Spec, error) {
 	sp.MemoryMiB = mem
 	sp.VCPUs = f.vcpus
 	sp.Accel = f.accel
+	switch f.rootTransport {
+	case spec.RootVirtiofs, spec.RootErofs, spec.RootAuto:
+		sp.RootTransport = f.rootTransport
+	default:
+		return sp, usageError{fmt.Errorf("--root-transport %q: use virtiofs, erofs or auto", f.rootTransport)}
+	}
 	if _, err := f.pullOptions(); err != nil {
 		return sp, err
 	}

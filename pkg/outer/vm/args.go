@@ -40,6 +40,9 @@ type ContainerConfig struct {
 	// HostStorageDir is the host's container storage (its graph root), to
 	// share read-only with the guest; empty shares nothing.
 	HostStorageDir string
+	// ErofsDir is the host's EROFS cache, mounted read-write for
+	// bcvk-inner to build and evict in; empty mounts nothing.
+	ErofsDir string
 	// SSHUser is the guest user for SSH (label bcvk.ssh-user), if not root.
 	SSHUser string
 	// NoNetwork gives the container no network of its own: SSH still works
@@ -96,6 +99,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if c.HostStorageDir != "" {
 		errs = append(errs, podman.CheckMountPath("the host's container storage", c.HostStorageDir))
 	}
+	if c.ErofsDir != "" {
+		errs = append(errs, podman.CheckMountPath("the EROFS cache", c.ErofsDir))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -135,6 +141,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	}
 	if c.Warm != nil {
 		a = append(a, "--mount", bindMount(c.Warm.dir, spec.WarmDir, c.Warm.readOnly))
+	}
+	if c.ErofsDir != "" {
+		a = append(a, "--mount", bindMount(c.ErofsDir, spec.ErofsDir, false))
 	}
 	if c.HostStorageDir != "" {
 		// Not recursive: the live root file systems of running containers

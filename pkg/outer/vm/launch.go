@@ -144,12 +144,16 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		sp.Name = RandomName()
 	}
 	r.ResolveAccel(&sp)
+	erofsDir, err := r.planErofs(img, &sp)
+	if err != nil {
+		return nil, err
+	}
 	var warm *warmPlan
 	if c.Warm {
-		var err error
 		if warm, err = r.planWarm(ctx, img, c, &sp, cl); err != nil {
 			return nil, err
 		}
+		warm.erofsFile = erofsFile(erofsDir, sp.ImageID)
 	}
 	storageDir := ""
 	if c.HostStorage {
@@ -199,6 +203,7 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		NoFile: h.NoFile, NProc: h.NProc, StopTimeout: StopTimeoutFor(sp),
 		Labels: c.Labels, Remove: c.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: c.DisksDir,
 		Owner: h.owner(c.Owned), Warm: warm, HostStorageDir: storageDir, SSHUser: sp.SSHUser,
+		ErofsDir: erofsDir,
 	})
 	if err != nil {
 		return nil, err
@@ -305,6 +310,9 @@ func (r *Runtime) WaitReady(ctx context.Context, name, dir string, timeout time.
 			switch e.Phase {
 			case events.PhaseContainer:
 				step = "Finding the kernel"
+				status.Start(step)
+			case events.PhaseRoot:
+				step = e.Message
 				status.Start(step)
 			case events.PhaseKernel:
 				step = "Booting the kernel (" + e.Message + ")"

@@ -16,21 +16,26 @@ import (
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/sirupsen/logrus"
 )
 
 // WarmBase is where saved VMs live: $XDG_CACHE_HOME/bcvk/warm, private.
-func (h Host) WarmBase() (string, error) {
+func (h Host) WarmBase() (string, error) { return h.cacheDir("warm", "saved VMs") }
+
+// cacheDir is the private directory $XDG_CACHE_HOME/bcvk/SUB (default
+// ~/.cache/bcvk/SUB); what names what is kept there, for errors.
+func (h Host) cacheDir(sub, what string) (string, error) {
 	dir := h.getenv("XDG_CACHE_HOME")
 	if !filepath.IsAbs(dir) { // the XDG spec: a relative path is ignored
 		home := h.getenv("HOME")
 		if home == "" {
-			return "", errors.New("no place for saved VMs: set XDG_CACHE_HOME or HOME: $HOME is not defined")
+			return "", fmt.Errorf("no place for %s: set XDG_CACHE_HOME or HOME: $HOME is not defined", what)
 		}
 		dir = filepath.Join(home, ".cache")
 	}
 	// Checked like StateBase: sudo -E keeps the user's HOME and
 	// XDG_CACHE_HOME, and pruneWarm deletes what it finds here.
-	base, err := privdir.Ensure(dir, "bcvk/warm", 0o700)
+	base, err := privdir.Ensure(dir, "bcvk/"+sub, 0o700)
 	if err != nil {
 		return "", fmt.Errorf("%w; bcvk looked there because of XDG_CACHE_HOME or HOME: set XDG_CACHE_HOME to a directory of yours, or as root use sudo -i rather than sudo -E or su without -", err)
 	}
@@ -48,9 +53,19 @@ func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version 
 		MemoryMiB, VCPUs              int
 		KernelArgs                    []string
 		SSHUser                       string `json:",omitempty"`
-	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser})
+		// As asked for (auto may differ by run); virtiofs keeps the keys
+		// of VMs saved before there was a choice.
+		RootTransport string `json:",omitempty"`
+	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser, warmRootKey(sp.RootTransport)})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil
+}
+
+func warmRootKey(t string) string {
+	if t == spec.RootVirtiofs {
+		return ""
+	}
+	return t
 }
 
 // warmPlan decides between restoring a saved VM and saving a new one.
@@ -58,6 +73,9 @@ type warmPlan struct {
 	dir      string // mounted at spec.WarmDir
 	final    string // where a new save goes when complete ("" on restore)
 	readOnly bool
+	// erofsFile is the cached EROFS image a save may have run with: a
+	// save that did is kept only with its own hard link to it.
+	erofsFile string
 }
 
 func (r *Runtime) planWarm(ctx context.Context, img *podman.Image, o Config, sp *spec.Spec, cl *Cleanups) (*warmPlan, error) {
@@ -102,8 +120,35 @@ func (w *warmPlan) finish() {
 	if _, err := os.Stat(filepath.Join(w.dir, spec.WarmMetaFile)); err != nil {
 		return
 	}
+	if err := w.linkErofs(); err != nil {
+		logrus.Warnf("could not keep the VM saved for warm starts: %v", err)
+		return // the cleanups remove the directory
+	}
 	_ = os.Rename(w.dir, w.final) // another run may have saved it first: fine
 	pruneWarm(filepath.Dir(w.final), maxWarm)
+}
+
+// linkErofs gives a save that ran with an EROFS root its own hard link to
+// the image (both live under the user's cache directory, on one file
+// system): a restore must attach the very bytes the saved guest read,
+// whatever the EROFS cache evicts later.
+func (w *warmPlan) linkErofs() error {
+	m, err := spec.ReadWarmMeta(w.dir)
+	if err != nil {
+		return err
+	}
+	if m.RootTransport != spec.RootErofs {
+		return nil
+	}
+	if w.erofsFile == "" {
+		return errors.New("the saved VM ran with an EROFS root that bcvk did not offer")
+	}
+	dst := filepath.Join(w.dir, spec.WarmErofsFile)
+	_ = os.Remove(dst)
+	if err := os.Link(w.erofsFile, dst); err != nil {
+		return fmt.Errorf("linking the EROFS image into the saved VM: %w", err)
+	}
+	return nil
 }
 
 // maxWarm saved VMs are kept (about 220 MB each); the least recently used

@@ -1,0 +1,35 @@
+package vm
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/bcvk/bcvk/pkg/outer/podman"
+	"github.com/bcvk/bcvk/pkg/spec"
+)
+
+// ErofsBase is the EROFS cache: $XDG_CACHE_HOME/bcvk/erofs (default
+// ~/.cache/bcvk/erofs), private, beside the saved VMs (a saved VM keeps a
+// hard link to the EROFS image it ran with). bcvk-inner builds, touches
+// and evicts the images in it.
+func (h Host) ErofsBase() (string, error) { return h.cacheDir("erofs", "EROFS images") }
+
+// planErofs fills in what bcvk-inner needs for an EROFS root (the image's
+// ID and size) and returns the cache directory to mount, or "" when the
+// spec asks for virtiofs.
+func (r *Runtime) planErofs(img *podman.Image, sp *spec.Spec) (string, error) {
+	if sp.RootTransport != spec.RootErofs && sp.RootTransport != spec.RootAuto {
+		return "", nil
+	}
+	sp.ImageID = strings.TrimPrefix(img.ID, "sha256:")
+	sp.ImageSize = img.Size
+	return r.Host.ErofsBase()
+}
+
+// erofsFile is the cached EROFS image of imageID in base.
+func erofsFile(base, imageID string) string {
+	if base == "" {
+		return ""
+	}
+	return filepath.Join(base, spec.ErofsFile(imageID))
+}
