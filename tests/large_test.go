@@ -64,7 +64,8 @@ func TestDescriptorWatch(t *testing.T) {
 	t.Setenv("BCVK_TEST_NOFILE", "3000")
 	name := "bcvk-test-fds"
 	cleanupContainer(t, name)
-	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run", "-d", "--name", name, sampleImage())
+	// The root on virtiofs (an EROFS root needs no descriptor per file).
+	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run", "-d", "--name", name, "--root-transport", "virtiofs", sampleImage())
 	if r.code != 0 {
 		t.Fatalf("run -d: exit %d\n%s", r.code, r.stderr)
 	}

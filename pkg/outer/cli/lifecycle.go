@@ -313,7 +313,7 @@ func newRmCommand(g *globals, st Streams) *cobra.Command {
 }
 
 func newRmAllCommand(g *globals, st Streams) *cobra.Command {
-	var force, warmCache bool
+	var force, warmCache, erofsCache bool
 	c := &cobra.Command{
 		Use:   "rm-all",
 		Short: "Remove every ephemeral VM (asks first unless -f)",
@@ -327,6 +327,13 @@ func newRmAllCommand(g *globals, st Streams) *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(st.Err, "Removed %d saved VM(s) of the warm-start cache\n", n)
+			}
+			if erofsCache {
+				n, err := vm.CurrentHost().RemoveErofsCache()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(st.Err, "Removed %d cached EROFS image(s)\n", n)
 			}
 			rt, err := newRuntime()
 			if err != nil {
@@ -361,6 +368,7 @@ func newRmAllCommand(g *globals, st Streams) *cobra.Command {
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "do not ask")
 	c.Flags().BoolVar(&warmCache, "warm-cache", false, "also remove every VM saved for warm starts (--warm)")
+	c.Flags().BoolVar(&erofsCache, "erofs-cache", false, "also remove the cached EROFS images of image roots (rebuilt on next use)")
 	return c
 }
 

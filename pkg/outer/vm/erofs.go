@@ -1,6 +1,8 @@
 package vm
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -32,4 +34,31 @@ func erofsFile(base, imageID string) string {
 		return ""
 	}
 	return filepath.Join(base, spec.ErofsFile(imageID))
+}
+
+// RemoveErofsCache removes the cached EROFS images (not a build in
+// progress, whose temporary file and lock stay). A running VM keeps its
+// image open, and a saved VM its own hard link, so neither is harmed.
+func (h Host) RemoveErofsCache() (int, error) {
+	base, err := h.ErofsBase()
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".erofs") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(base, e.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }

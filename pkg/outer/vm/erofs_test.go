@@ -94,3 +94,30 @@ func TestWarmKeyIncludesTheTransport(t *testing.T) {
 		t.Fatal("the warm key's transport")
 	}
 }
+
+func TestRemoveErofsCache(t *testing.T) {
+	cache := t.TempDir()
+	h := Host{Getenv: func(k string) string {
+		if k == "XDG_CACHE_HOME" {
+			return cache
+		}
+		return ""
+	}, UID: os.Getuid(), EUID: os.Geteuid()}
+	base, err := h.ErofsBase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a.erofs", "b.erofs", ".c.erofs.tmp-1", ".c.lock", "notes"} {
+		if err := os.WriteFile(filepath.Join(base, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := h.RemoveErofsCache()
+	if err != nil || n != 2 {
+		t.Fatalf("removed %d, %v; want 2", n, err)
+	}
+	left, _ := os.ReadDir(base)
+	if len(left) != 3 {
+		t.Fatalf("left %v; want the build's temporary file and lock, and the foreign file", left)
+	}
+}
