@@ -7,8 +7,12 @@
 # until then (QEMU, virtiofsd, mkfs.erofs: steadier than wall time on a
 # shared host) and the load average at the start.
 #
+# With WALK=1, each run then walks the whole root and reads every file under
+# /usr in the guest (as the large-image test does), and prints how long that
+# took and the container's CPU seconds at its end.
+#
 # Env: RUNS (2), BCVK (bin/bcvk), IMAGE (localhost/bcvk-sample:latest),
-# BCVK_RUNNER_IMAGE, BUSY_WAIT (600 s to wait for other bcvk VMs to end).
+# WALK (0), BCVK_RUNNER_IMAGE, BUSY_WAIT (600 s to wait for other bcvk VMs).
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -16,6 +20,8 @@ RUNS=${RUNS:-2}
 BCVK=${BCVK:-bin/bcvk}
 IMAGE=${IMAGE:-localhost/bcvk-sample:latest}
 BUSY_WAIT=${BUSY_WAIT:-600}
+WALK=${WALK:-0}
+walk='n=$(find / -xdev 2>/dev/null | wc -l); find /usr -xdev -type f -print0 | xargs -0 cat >/dev/null && echo "$n files"' 
 cache=$(mktemp -d /tmp/bcvk-bench-root-XXXXXX)
 trap 'rm -rf "$cache"' EXIT
 export XDG_CACHE_HOME=$cache
@@ -46,8 +52,15 @@ one() { # transport label
 	wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')
 	cpu=$(cpu_seconds "$name")
 	"$BCVK" ephemeral ssh "$name" -- true
+	local extra=""
+	if [[ $WALK == 1 ]]; then
+		local ws=$EPOCHREALTIME files
+		files=$("$BCVK" ephemeral ssh "$name" -- sh -c "$walk")
+		extra=$(awk -v a="$ws" -v b="$EPOCHREALTIME" -v f="$files" -v c="$(cpu_seconds "$name")" \
+			'BEGIN{printf "  walk %6.1fs (%s)  cpu at end %ss", b-a, f, c}')
+	fi
 	"$BCVK" ephemeral rm -f "$name" >/dev/null
-	printf '%-11s run %d  ssh %6ss  cpu %6ss  load %s\n' "$label" "$round" "$wall" "$cpu" "$load"
+	printf '%-11s run %d  ssh %6ss  cpu %6ss  load %s%s\n' "$label" "$round" "$wall" "$cpu" "$load" "$extra"
 }
 for ((round = 1; round <= RUNS; round++)); do
 	one virtiofs virtiofs
