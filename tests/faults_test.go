@@ -239,7 +239,9 @@ func TestToDiskInterrupted(t *testing.T) {
 	needPodman(t)
 	dir := t.TempDir()
 	s := startBcvk(t, "to-disk", sampleImage(), filepath.Join(dir, "x.qcow2"))
-	waitUntil(t, s.done, bootTimeout, func() bool { return strings.Contains(s.errb.String(), "copying the image root") },
+	waitUntil(t, s.done, bootTimeout, func() bool {
+		return strings.Contains(s.errb.String(), "bootc (bcvk test fixture): [") && strings.Contains(s.errb.String(), "] copying the image")
+	},
 		func() string { return "the install to copy:\n" + tail(s.errb.String(), 15) })
 	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -332,7 +334,9 @@ func TestToDiskRunsOutOfSpace(t *testing.T) {
 	}
 	dir := smallFileSystem(t, "1g")
 	s := startBcvk(t, "to-disk", sampleImage(), filepath.Join(dir, "x.raw"))
-	waitUntil(t, s.done, bootTimeout, func() bool { return strings.Contains(s.errb.String(), "copying the image root") },
+	waitUntil(t, s.done, bootTimeout, func() bool {
+		return strings.Contains(s.errb.String(), "bootc (bcvk test fixture): [") && strings.Contains(s.errb.String(), "] copying the image")
+	},
 		func() string { return "the install to copy:\n" + tail(s.errb.String(), 15) })
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
