@@ -18,7 +18,7 @@ func TestWarmStart(t *testing.T) {
 	run := func() result {
 		return runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run-ssh", "--warm", sampleImage(), "--",
 			"sh", "-c", "echo marker=$(cat /root/warm-marker 2>/dev/null || echo none); date +%s; "+
-				"echo keys=$(grep -c . /root/.ssh/authorized_keys) restore-key=$(grep -c bcvk-warm-restore /root/.ssh/authorized_keys)"+
+				"echo keys=$(grep -c . /run/bcvk/ssh/authorized_keys.root) restore-key=$(grep -c bcvk-warm-restore /run/bcvk/ssh/authorized_keys.root)"+
 				" vmgenid=$(ls /sys/bus/platform/drivers/vmgenid /sys/bus/acpi/drivers/vmgenid 2>/dev/null | grep -c VGID); "+
 				"touch /root/warm-marker-new; echo >/root/warm-marker")
 	}
