@@ -196,7 +196,7 @@ func assertOnlyFiles(t *testing.T, dir string, want ...string) {
 
 func assertNoToDiskContainers(t *testing.T) {
 	t.Helper()
-	out, err := exec.Command("podman", "ps", "--all", "--format", "{{.Names}}", "--filter", "label=bcvk.to-disk").Output()
+	out, err := exec.Command("podman", "ps", "--all", "--format", "{{.Names}} ({{.Status}}, state {{index .Labels \"bcvk.state-dir\"}}, owner {{index .Labels \"bcvk.owner\"}})", "--filter", "label=bcvk.to-disk").Output()
 	if err != nil {
 		t.Fatalf("podman ps: %v", err)
 	}

@@ -156,12 +156,19 @@ func Main(args []string, st Streams) int {
 	err := root.ExecuteContext(ctx)
 	select {
 	case <-gotSig:
-		if err != nil {
-			if _, ok := exitStatus(err); !ok && !errors.Is(err, context.Canceled) {
+		var ce *vm.CleanupError
+		switch {
+		case errors.As(err, &ce):
+			fmt.Fprintf(st.Err, "Error: %v\n", strings.TrimSpace(ce.Error()))
+			fmt.Fprintf(st.Err, "bcvk: interrupted by %v; some of what it started could not be removed (see above): `bcvk ephemeral rm-all` removes VMs left behind\n", got)
+		case err != nil && !errors.Is(err, context.Canceled):
+			if _, ok := exitStatus(err); !ok {
 				fmt.Fprintf(st.Err, "Error: %v\n", err)
 			}
+			fallthrough
+		default:
+			fmt.Fprintf(st.Err, "bcvk: interrupted by %v; everything it started was removed\n", got)
 		}
-		fmt.Fprintf(st.Err, "bcvk: interrupted by %v; everything it started was removed\n", got)
 		return 128 + int(got.(syscall.Signal))
 	default:
 	}

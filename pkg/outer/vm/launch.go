@@ -427,10 +427,18 @@ func (c Cleanups) Finish(err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout)
 	defer cancel()
 	if cerr := c.run(ctx); cerr != nil {
-		return errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
+		return errors.Join(err, &CleanupError{Err: cerr})
 	}
 	return err
 }
+
+// CleanupError says that something bcvk started may be left behind. It is
+// reported even when a signal ended the command, unlike the cancellation
+// it is joined with.
+type CleanupError struct{ Err error }
+
+func (e *CleanupError) Error() string { return "cleaning up: " + e.Err.Error() }
+func (e *CleanupError) Unwrap() error { return e.Err }
 
 // run runs the Cleanups in reverse order and joins their errors.
 func (c Cleanups) run(ctx context.Context) error {
