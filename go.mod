@@ -3,7 +3,6 @@ module github.com/bcvk/bcvk
 go 1.26.0
 
 require (
-	github.com/BurntSushi/toml v1.6.0
 	github.com/mdlayher/vsock v1.4.0
 	github.com/sirupsen/logrus v1.10.2
 	github.com/spf13/cobra v1.10.2
@@ -14,6 +13,7 @@ require (
 )
 
 require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
 	github.com/cpuguy83/go-md2man/v2 v2.0.6 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mdlayher/socket v0.8.0 // indirect
