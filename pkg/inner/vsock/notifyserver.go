@@ -1,0 +1,155 @@
+package vsock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Defaults for NotifyServer.
+const (
+	DefaultNotifyTimeout  = 5 * time.Second
+	DefaultNotifyMaxConns = 64
+)
+
+// NotifyServer receives sd_notify messages: systemd connects for each
+// message, writes it and closes. The guest is not trusted: a connection
+// gets Timeout to deliver at most MaxNotifyBytes, and at most MaxConns
+// are read at once.
+type NotifyServer struct {
+	Timeout  time.Duration // zero: DefaultNotifyTimeout
+	MaxConns int           // zero: DefaultNotifyMaxConns
+	Log      logrus.FieldLogger
+
+	malformed atomic.Uint64
+}
+
+// Malformed counts the messages dropped so far: oversized, incomplete
+// within the timeout, or without any assignment.
+func (s *NotifyServer) Malformed() uint64 { return s.malformed.Load() }
+
+// Serve passes the messages arriving on l to out until ctx ends, then
+// closes l, waits for the connections in progress and returns nil. A
+// message is dropped rather than block for ever on out once ctx ends. An
+// accept error other than running short of resources ends Serve early.
+func (s *NotifyServer) Serve(ctx context.Context, l net.Listener, out chan<- Notify) error {
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, orDefault(s.MaxConns, DefaultNotifyMaxConns))
+	backoff := 5 * time.Millisecond
+	for {
+		// A free slot first: past MaxConns, connections wait in the
+		// listen queue.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			l.Close()
+			return nil
+		}
+		c, err := l.Accept()
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !transient(err) {
+				l.Close()
+				return fmt.Errorf("receiving sd_notify messages: %w", err)
+			}
+			s.log().Warnf("accepting an sd_notify connection: %v; retrying", err)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		wg.Go(func() {
+			defer func() { <-slots }()
+			s.handle(ctx, c, out)
+		})
+	}
+}
+
+func (s *NotifyServer) handle(ctx context.Context, c net.Conn, out chan<- Notify) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	n, err := s.read(c)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		s.malformed.Add(1)
+		s.log().WithField("remote", c.RemoteAddr().String()).Debugf("dropping an sd_notify message: %v", err)
+		return
+	}
+	select {
+	case out <- n:
+	case <-ctx.Done():
+	}
+}
+
+// read reads one whole message: systemd closes the connection after it.
+func (s *NotifyServer) read(c net.Conn) (Notify, error) {
+	if err := c.SetReadDeadline(time.Now().Add(orDefault(s.Timeout, DefaultNotifyTimeout))); err != nil {
+		return Notify{}, err
+	}
+	b, err := io.ReadAll(io.LimitReader(c, MaxNotifyBytes+1))
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return Notify{}, fmt.Errorf("incomplete after %v", orDefault(s.Timeout, DefaultNotifyTimeout))
+		}
+		return Notify{}, err
+	}
+	return ParseNotify(b)
+}
+
+func (s *NotifyServer) log() logrus.FieldLogger {
+	if s.Log == nil {
+		return logrus.StandardLogger()
+	}
+	return s.Log
+}
+
+// orDefault returns v, or def when v is zero or less.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// transient reports accept errors worth retrying: the process or the
+// system ran short of something, or a client gave up while queued.
+func transient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// sleep waits d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
