@@ -4,11 +4,13 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/bcvk/bcvk/pkg/inner/guestinit"
 	"github.com/bcvk/bcvk/pkg/inner/proxy"
 	"github.com/bcvk/bcvk/pkg/inner/supervisor"
+	"github.com/bcvk/bcvk/pkg/spec"
 )
 
 func main() {
@@ -36,8 +38,18 @@ func main() {
 		return
 	}
 	if len(os.Args) == 3 && os.Args[1] == "proxy" {
-		// bcvk-inner proxy ADDR: an ssh ProxyCommand (bcvk ephemeral ssh-config).
-		if err := proxy.Run(os.Args[2], os.Stdin, os.Stdout); err != nil {
+		// bcvk-inner proxy ssh: an ssh ProxyCommand to the guest's sshd over
+		// the VM's transport (bcvk's own ssh, bcvk ephemeral ssh-config);
+		// bcvk-inner proxy HOST:PORT: to a TCP address in the container.
+		t := proxy.Target{Transport: spec.TransportTCP, TCPAddr: os.Args[2]}
+		if os.Args[2] == "ssh" {
+			var err error
+			if t, err = proxy.ReadTarget(spec.RunDir); err != nil {
+				os.Stderr.WriteString("bcvk-inner proxy: " + err.Error() + "\n")
+				os.Exit(1)
+			}
+		}
+		if err := proxy.Run(context.Background(), t, os.Stdin, os.Stdout); err != nil {
 			os.Stderr.WriteString("bcvk-inner proxy: " + err.Error() + "\n")
 			os.Exit(1)
 		}

@@ -24,6 +24,7 @@ const (
 	PhaseError     = "error"     // bcvk-inner failed; see Event.Message
 	PhaseWarning   = "warning"   // something the user should know
 	PhaseInfo      = "info"      // a detail shown at --log-level debug
+	PhaseProgress  = "progress"  // the guest's systemd reports progress (over vsock)
 )
 
 // Event is one line of the stream.
@@ -43,6 +44,9 @@ const CodeKVMUnusable = "kvm-unusable"
 // CodeFDLimit marks the warnings that a virtiofsd nears or reached its
 // file descriptor limit.
 const CodeFDLimit = "fd-limit"
+
+// CodeTransport marks the notice that SSH falls back to TCP by itself.
+const CodeTransport = "ssh-transport"
 
 // Writer appends events to a file, one JSON object per line.
 type Writer struct {

@@ -116,6 +116,10 @@ type Spec struct {
 	// ImageSize is the image's size in bytes as podman reports it; auto
 	// weighs it against the cost of building the EROFS image.
 	ImageSize int64 `json:"imageSize,omitempty"`
+	// SSHTransport is auto (also when empty), vsock or tcp (transport.go).
+	SSHTransport string `json:"sshTransport,omitempty"`
+	// Network is user (also when empty) or none.
+	Network string `json:"network,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -194,6 +198,7 @@ func (s *Spec) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("the shutdown timeout must be positive"))
 	}
+	errs = append(errs, validateTransport(s)...)
 	if err := validateBinds(s.Binds); err != nil {
 		errs = append(errs, err)
 	}

@@ -36,6 +36,9 @@ type WarmMeta struct {
 	// RootTransport is the root the saved VM ran with; with erofs the saved
 	// directory holds its EROFS image as WarmErofsFile.
 	RootTransport string `json:"rootTransport,omitempty"`
+	// SSHTransport is the SSH transport the saved VM used (empty: tcp); a
+	// restore has the same devices.
+	SSHTransport string `json:"sshTransport,omitempty"`
 }
 
 // maxWarmMeta bounds meta.json: it holds a few credentials.
@@ -72,6 +75,9 @@ func (m WarmMeta) Validate() error {
 	}
 	if m.RootTransport != "" && m.RootTransport != RootVirtiofs && m.RootTransport != RootErofs {
 		return fmt.Errorf("saved root transport %.20q is neither virtiofs nor erofs", m.RootTransport)
+	}
+	if m.SSHTransport != "" && m.SSHTransport != TransportTCP && m.SSHTransport != TransportVsock {
+		return fmt.Errorf("saved SSH transport %.20q is neither vsock nor tcp", m.SSHTransport)
 	}
 	if !kernelVersionRE.MatchString(m.KernelVersion) {
 		return fmt.Errorf("saved kernel version %.60q is not a kernel version", m.KernelVersion)

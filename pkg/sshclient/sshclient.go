@@ -1,11 +1,19 @@
 // Package sshclient builds the ssh command lines bcvk runs inside the runner
-// container, where the guest's port 22 is forwarded to loopback.
+// container. ssh reaches the guest through ProxyCommand: bcvk-inner's proxy
+// connects over whichever transport the VM uses (vsock or the TCP port that
+// QEMU forwards), so the command line is the same for both.
 package sshclient
 
 import (
-	"strconv"
 	"strings"
 )
+
+// ProxyCommand is the runner's ssh proxy to the guest's sshd.
+const ProxyCommand = "/usr/bin/bcvk-inner proxy ssh"
+
+// Host is the destination's host name: only a label, the proxy decides
+// where the connection goes.
+const Host = "bcvk-guest"
 
 // Options are the fixed client options: the key is fresh per VM and the host
 // key is new on every boot, so known_hosts is neither read nor written.
@@ -13,10 +21,10 @@ import (
 // connection at once (its forward lives in QEMU), so they only catch a hung
 // guest, and under TCG with five VMs on two cores a busy guest was seen
 // silent for over 30 s (ssh then exits 255 without a word at LogLevel ERROR).
-func Options(keyPath string, port int) []string {
+func Options(keyPath, proxy string) []string {
 	return []string{
 		"-i", keyPath,
-		"-p", strconv.Itoa(port),
+		"-o", "ProxyCommand=" + proxy,
 		"-F", "none",
 		"-o", "IdentitiesOnly=yes",
 		"-o", "StrictHostKeyChecking=no",
@@ -35,10 +43,10 @@ func Options(keyPath string, port int) []string {
 // "-oProxyCommand=..." would run on our side), unless "--" ends them first.
 // ssh joins its command words with spaces for the remote shell, so each word
 // is quoted here to arrive as exactly one argument.
-func Args(keyPath string, port int, extra []string, user string, cmd []string) []string {
-	a := Options(keyPath, port)
+func Args(keyPath, proxy string, extra []string, user string, cmd []string) []string {
+	a := Options(keyPath, proxy)
 	a = append(a, extra...)
-	a = append(a, "--", user+"@127.0.0.1")
+	a = append(a, "--", user+"@"+Host)
 	if len(cmd) > 0 {
 		a = append(a, QuoteCommand(cmd))
 	}

@@ -48,14 +48,19 @@ type Options struct {
 	// Storage is the host's container storage for the guest init to set
 	// up, if shared.
 	Storage *guestinit.Storage
+	// Vsock loads the virtio vsock transport before the handover.
+	Vsock bool
 }
 
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
 	cfg := guestinit.Config{RootTag: o.RootTag, RootDiskSerial: o.RootDiskSerial, Init: guestinit.DefaultInit, Mounts: o.Mounts, Storage: o.Storage}
-	want := RootModules
+	want := append([]string(nil), RootModules...)
 	if o.RootDiskSerial != "" {
-		want = append(append([]string(nil), RootModules...), ErofsModules...)
+		want = append(want, ErofsModules...)
+	}
+	if o.Vsock {
+		want = append(want, VsockModules...)
 	}
 	res, err := ResolveModules(o.ImageMount, o.ModulesDir, want)
 	if err != nil {

@@ -27,6 +27,11 @@ var ErofsModules = []string{"virtio_blk", "crc32c_generic", "erofs"}
 // without (built in or as files).
 var ErofsRequired = []string{"virtio_blk", "erofs"}
 
+// VsockModules are the virtio vsock transport, dependencies first. They are
+// loaded before the handover because systemd-ssh-generator only listens on
+// vsock when the transport is up when generators run.
+var VsockModules = []string{"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
+
 // modName turns "kernel/fs/overlayfs/overlay.ko.xz" into "overlay".
 func modName(p string) string {
 	b := filepath.Base(p)

@@ -45,6 +45,8 @@ type Config struct {
 	Helpers   []Helper
 	QEMU      []string // argv
 	QMPSocket string
+	// QEMUFiles are inherited by QEMU as descriptors 3, 4, ...
+	QEMUFiles []*os.File
 	Stdin     *os.File  // the guest's console input, or nil
 	Console   io.Writer // everything the guest prints
 	Stderr    io.Writer // the helpers' and QEMU's own messages
@@ -104,6 +106,7 @@ func Start(ctx context.Context, t *proc.Table, c Config, early ...*proc.Proc) (_
 		return nil, err
 	}
 	cmd := exec.Command(c.QEMU[0], c.QEMU[1:]...)
+	cmd.ExtraFiles = c.QEMUFiles
 	cmd.Stdout = w
 	if c.Stdin != nil {
 		cmd.Stdin = c.Stdin

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/bcvk/bcvk/pkg/inner/vsock"
 )
 
 // Config is everything the QEMU command line depends on.
@@ -35,14 +37,25 @@ type Config struct {
 	QMPSocket    string
 	// SMBIOSCredentials are values for -smbios type=11 (see package credential).
 	SMBIOSCredentials []string
-	// VsockCID adds a vhost-vsock device when non-zero.
-	VsockCID uint32
+	// Vsock, when set, adds a virtio-vsock device.
+	Vsock *Vsock
+	// NoNetwork leaves the network device out (--network none).
+	NoNetwork bool
 	// Shares are further virtiofs devices (host directories).
 	Shares []Share
 	// Drives are disk image files attached as virtio block devices.
 	Drives []Drive
 	// Incoming makes QEMU wait for a saved state (migrate-incoming).
 	Incoming bool
+}
+
+// Vsock is the virtio-vsock device: the userspace backend's vhost-user
+// socket, or the kernel's vhost-vsock with a CID allocated on an open
+// /dev/vhost-vsock that QEMU inherits as VhostFD.
+type Vsock struct {
+	BackendSocket string
+	CID           uint32
+	VhostFD       int
 }
 
 // Drive is a disk image file.
@@ -139,10 +152,13 @@ func Args(c Config) []string {
 			"-drive", "if=none,id="+id+",file="+d.Path+",format="+d.Format+",cache=writeback,discard=unmap,werror=report,rerror=report",
 			"-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial)
 	}
+	if !c.NoNetwork {
+		a = append(a,
+			"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort),
+			// romfile= skips the iPXE ROM: nothing boots from the network.
+			"-device", "virtio-net-pci,netdev=net0,romfile=")
+	}
 	a = append(a,
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort),
-		// romfile= skips the iPXE ROM: nothing boots from the network.
-		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
 		// A restored warm VM is a clone: the VM generation ID changes with
 		// every QEMU start, and the guest kernel reseeds its RNG on it.
@@ -158,8 +174,12 @@ func Args(c Config) []string {
 	if c.Incoming {
 		a = append(a, "-incoming", "defer")
 	}
-	if c.VsockCID != 0 {
-		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", c.VsockCID))
+	if v := c.Vsock; v != nil {
+		if v.BackendSocket != "" {
+			a = append(a, vsock.UserDeviceArgs(v.BackendSocket)...)
+		} else {
+			a = append(a, vsock.KernelDeviceArgs(v.CID, v.VhostFD)...)
+		}
 	}
 	for _, v := range c.SMBIOSCredentials {
 		// QEMU's option parser treats a comma as a separator; base64 has none.

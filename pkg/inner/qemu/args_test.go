@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -41,7 +42,7 @@ func TestArgsTCG(t *testing.T) {
 }
 
 func TestArgsKVMAndVsock(t *testing.T) {
-	got := Args(Config{Name: "x", Accel: "kvm", MemoryMiB: 512, VCPUs: 1, VsockCID: 7,
+	got := Args(Config{Name: "x", Accel: "kvm", MemoryMiB: 512, VCPUs: 1, Vsock: &Vsock{CID: 7, VhostFD: 3},
 		Shares: []Share{{Tag: "bind0", Socket: "/run/b0.sock"}}})
 	idx := func(s string) int {
 		for i, a := range got {
@@ -57,8 +58,24 @@ func TestArgsKVMAndVsock(t *testing.T) {
 	if i := idx("socket,id=bind0,path=/run/b0.sock"); i < 0 || got[i+2] != "vhost-user-fs-pci,queue-size=1024,chardev=bind0,tag=bind0" {
 		t.Fatalf("share device missing: %q", got)
 	}
-	if got[len(got)-1] != "vhost-vsock-pci,guest-cid=7" {
+	if got[len(got)-1] != "vhost-vsock-pci,guest-cid=7,vhostfd=3" {
 		t.Fatalf("vsock device missing: %q", got)
+	}
+}
+
+// The userspace backend: a vhost-user device on its socket; --network none:
+// no network device at all.
+func TestArgsUserVsockNoNetwork(t *testing.T) {
+	got := Args(Config{Name: "x", Accel: "tcg", MemoryMiB: 512, VCPUs: 1, NoNetwork: true,
+		Vsock: &Vsock{BackendSocket: "/run/bcvk/vsock.sock"}})
+	tail := got[len(got)-4:]
+	if want := []string{"-chardev", "socket,id=vsock,path=/run/bcvk/vsock.sock", "-device", "vhost-user-vsock-pci,chardev=vsock"}; !reflect.DeepEqual(tail, want) {
+		t.Fatalf("got %q, want %q at the end", tail, want)
+	}
+	for _, a := range got {
+		if strings.Contains(a, "netdev") || strings.Contains(a, "virtio-net") {
+			t.Fatalf("a network device with --network none: %q", got)
+		}
 	}
 }
 

@@ -116,12 +116,17 @@ func Banner(ctx context.Context, addr string, wait time.Duration) Result {
 	if err != nil {
 		return Failed
 	}
+	return greeted(ctx, c, wait)
+}
+
+// greeted waits up to wait for c's greeting and closes c.
+func greeted(ctx context.Context, c net.Conn, wait time.Duration) Result {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(wait))
 	buf := make([]byte, 4)
-	_, err = io.ReadFull(c, buf)
+	_, err := io.ReadFull(c, buf)
 	var ne net.Error
 	switch {
 	case err == nil && string(buf) == "SSH-":
@@ -130,4 +135,33 @@ func Banner(ctx context.Context, addr string, wait time.Duration) Result {
 		return Silent
 	}
 	return Refused
+}
+
+// DialFunc connects to the guest's sshd; a refusal (nothing listens yet)
+// is an error like any other to the probe.
+type DialFunc func(ctx context.Context) (net.Conn, error)
+
+// WaitDial returns nil when sshd greets through dial (vsock: no network to
+// wait for, and no penalties, since sshd runs per connection), or the
+// context's error. Failed connections are retried every interval.
+func WaitDial(ctx context.Context, dial DialFunc, interval, bannerWait time.Duration, clock Clock) error {
+	if clock == nil {
+		clock = realClock{}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		dctx, cancel := context.WithTimeout(ctx, bannerWait)
+		c, err := dial(dctx)
+		cancel()
+		if err == nil && greeted(ctx, c, bannerWait) == Greeted {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-clock.After(interval):
+		}
+	}
 }

@@ -56,6 +56,9 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 			return nil, fmt.Errorf("the saved VM ran kernel %s, the image has %s", warm.KernelVersion, k.Version)
 		}
 	}
+	if err := s.planTransport(ctx, &cfg, k, warm.SSHTransport); err != nil {
+		return nil, err
+	}
 	if s.root, err = s.chooseRoot(k, warm); err != nil {
 		return nil, err
 	}
@@ -78,7 +81,7 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		}
 	}()
 	if s.sp.Warm != spec.WarmRestore {
-		if err := buildInitramfs(ctx, s.table, s.sp, k, cfg.RootDiskSerial, initrd); err != nil {
+		if err := buildInitramfs(ctx, s.table, s.sp, k, cfg.RootDiskSerial, s.transport == spec.TransportVsock, initrd); err != nil {
 			return nil, err
 		}
 	}
@@ -133,6 +136,12 @@ func (s *supervisor) boot(ctx context.Context, cfg qemu.Config, early *proc.Proc
 	}
 	s.ev.Emit(events.PhaseKernel, fmt.Sprintf("%s %s, %s, %d MiB, %d vCPUs", what, s.kernel.Version, cfg.Accel, s.sp.MemoryMiB, s.sp.VCPUs))
 	mc := machineConfig(s.o, s.sp, cfg)
+	if s.tp.helper != nil {
+		mc.Helpers = append(mc.Helpers, *s.tp.helper)
+	}
+	if s.tp.vhost != nil {
+		mc.QEMUFiles = []*os.File{s.tp.vhost}
+	}
 	mc.Console = s.consoleOut
 	if s.sp.Console {
 		if f, ok := s.o.Stdin.(*os.File); ok {

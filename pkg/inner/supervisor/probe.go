@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/inner/machine"
@@ -23,8 +24,14 @@ func (s *supervisor) startProbe(ctx context.Context, m *machine.Machine) context
 		}
 	}()
 	go func() {
-		p := sshprobe.New(fmt.Sprintf("127.0.0.1:%d", spec.GuestNetProbePort), fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort))
-		if p.Wait(ctx) != nil {
+		var err error
+		if s.tp.transport == spec.TransportVsock {
+			dial := func(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx, spec.GuestVsockSSHPort) }
+			err = sshprobe.WaitDial(ctx, dial, sshprobe.DefaultInterval, sshprobe.DefaultBannerWait, nil)
+		} else {
+			err = sshprobe.New(fmt.Sprintf("127.0.0.1:%d", spec.GuestNetProbePort), fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)).Wait(ctx)
+		}
+		if err != nil {
 			return
 		}
 		if s.sp.Warm == spec.WarmSave {

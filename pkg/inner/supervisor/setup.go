@@ -205,12 +205,12 @@ func WriteInitramfs(imageRoot, out string) error {
 		return fmt.Errorf("the kernel path %s holds characters that bcvk does not print", q)
 	}
 	fmt.Println(k.Image)
-	return buildInitramfs(context.Background(), t, spec.New(), k, "", out)
+	return buildInitramfs(context.Background(), t, spec.New(), k, "", false, out)
 }
 
 // buildInitramfs writes the boot initramfs to path; rootSerial, when set,
 // is the serial of the EROFS root disk the guest mounts.
-func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, rootSerial, path string) error {
+func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, rootSerial string, vsock bool, path string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -231,7 +231,7 @@ func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.K
 	decompress := func(argv []string, in *os.File, out io.Writer) error { return decompress(ctx, t, argv, in, out) }
 	cfg, err := initramfs.Build(f, initramfs.Options{
 		InitBinary: self, ImageMount: k.Root, ModulesDir: k.ModulesDir, RootTag: rootTag, RootDiskSerial: rootSerial,
-		Decompress: decompress, Mounts: mounts, Storage: storage,
+		Decompress: decompress, Mounts: mounts, Storage: storage, Vsock: vsock,
 	})
 	if err != nil {
 		return fmt.Errorf("building the boot initramfs: %w", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/inner/proc"
 	"github.com/bcvk/bcvk/pkg/inner/qemu"
 	"github.com/bcvk/bcvk/pkg/inner/virtiofsd"
+	"github.com/bcvk/bcvk/pkg/inner/vsock"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -56,6 +57,10 @@ type Options struct {
 	Virtiofsd string
 	SSH       string
 	KVMDevice string
+	// VhostVsockDevice is the kernel's vsock device, used when present;
+	// VhostDeviceVsock the userspace backend used otherwise.
+	VhostVsockDevice string
+	VhostDeviceVsock string
 	// KVMUsable checks KVMDevice (qemu.KVMUsable).
 	KVMUsable func(dev string) error
 	Stdin     io.Reader
@@ -71,6 +76,7 @@ func DefaultOptions() Options {
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
 		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, ErofsDir: spec.ErofsDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
 		Virtiofsd: virtiofsd.DefaultBinary, SSH: "ssh", KVMDevice: "/dev/kvm", KVMUsable: qemu.KVMUsable,
+		VhostVsockDevice: vsock.DefaultVhostPath, VhostDeviceVsock: vsock.BackendBinary,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Timing: DefaultTiming(),
 	}
 }
@@ -111,6 +117,9 @@ type supervisor struct {
 	kernel     kernel.Kernel // for the warm-start meta
 	root       string        // the root transport used: virtiofs or erofs
 	cfg        qemu.Config   // the QEMU that runs (after a KVM fallback)
+	tp         transportPlan // how SSH reaches the guest
+	transport  string        // tp.transport, for the warm meta
+	dialer     vsock.Dialer  // the guest's vsock ports, with the vsock transport
 	consoleLog *console.LogFile
 	consoleOut io.Writer
 }

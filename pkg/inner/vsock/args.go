@@ -69,10 +69,15 @@ func KernelDeviceArgs(cid uint32, vhostfd int) []string {
 	}
 }
 
-// NotifyKernelArg is the kernel argument that makes systemd (254 or later)
-// in the guest send its sd_notify messages to host port port.
-func NotifyKernelArg(port uint32) string {
-	return fmt.Sprintf("vmm.notify_socket=vsock-stream:%d:%d", HostCID, port)
+// NotifyCredential is the system credential vmm.notify_socket: it makes
+// systemd (254 or later) in the guest send its sd_notify messages to host
+// port port. It is a credential, not a kernel argument (found by trying: as
+// a kernel argument systemd ignores it).
+const NotifyCredential = "vmm.notify_socket"
+
+// NotifySocket is NotifyCredential's value for host port port.
+func NotifySocket(port uint32) string {
+	return fmt.Sprintf("vsock-stream:%d:%d", HostCID, port)
 }
 
 // qemuEscape doubles commas, which QEMU otherwise reads as the start of

@@ -41,8 +41,8 @@ func TestKernelDeviceArgs(t *testing.T) {
 	}
 }
 
-func TestNotifyKernelArg(t *testing.T) {
-	if got, want := NotifyKernelArg(40123), "vmm.notify_socket=vsock-stream:2:40123"; got != want {
+func TestNotifySocket(t *testing.T) {
+	if got, want := NotifySocket(40123), "vsock-stream:2:40123"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }

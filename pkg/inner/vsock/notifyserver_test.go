@@ -46,13 +46,13 @@ func TestNotifyServer(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, l, out) }()
 
-	// A slow loris: connects, writes half a message and never closes.
+	// A slow loris: connects and never writes nor closes. (Bytes that
+	// stop arriving end a message: see NotifyIdle.)
 	loris, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer loris.Close()
-	io.WriteString(loris, "READY=")
 
 	start := time.Now()
 	const writers = 100
@@ -70,12 +70,25 @@ func TestNotifyServer(t *testing.T) {
 		send(path, "STATUS="+strings.Repeat("x", 2*MaxNotifyBytes))
 	})
 	wg.Go(func() {
+		// Written in two parts with a pause shorter than NotifyIdle: one
+		// message.
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "STATUS=split ")
+		time.Sleep(NotifyIdle / 5)
+		io.WriteString(c, "message\nX_SYSTEMD_UNIT_ACTIVE=usplit\n")
+	})
+	wg.Go(func() {
 		if err := send(path, "no assignments here\x1b[2J"); err != nil {
 			t.Error(err)
 		}
 	})
 	seen := map[string]bool{}
-	for range writers {
+	for range writers + 1 {
 		select {
 		case n := <-out:
 			if seen[n.Status] {
@@ -88,6 +101,9 @@ func TestNotifyServer(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("only %d of %d messages", len(seen), writers)
 		}
+	}
+	if !seen["split message"] {
+		t.Errorf("the message written in two parts did not arrive whole")
 	}
 	// The slow loris held no one up: all arrived within its timeout.
 	if d := time.Since(start); d >= srv.Timeout {

@@ -44,6 +44,7 @@ type machineFlags struct {
 	pull          string
 	tlsVerify     bool
 	rootTransport string
+	sshTransport  string
 }
 
 // register adds the flags; guest and machine name the VM in their help
@@ -56,6 +57,7 @@ func (f *machineFlags) register(fs *pflag.FlagSet, guest, machine string) {
 	fs.StringVar(&f.pull, "pull", vm.PullMissing, "pull the image: missing, always or never")
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "verify TLS when pulling (--tls-verify=false turns it off)")
 	fs.StringVar(&f.rootTransport, "root-transport", spec.RootAuto, "how the "+guest+" reaches the image root: virtiofs (served by virtiofsd), erofs (an EROFS image of it, built once per image in ~/.cache/bcvk/erofs, as a read-only disk) or auto")
+	fs.StringVar(&f.sshTransport, "ssh-transport", spec.TransportAuto, "how SSH reaches the "+guest+": vsock (sshd on vsock port 22, started by systemd 256 and later; needs no network), tcp (the guest's port 22 through QEMU's user network) or auto (vsock where the image supports it)")
 }
 
 func (f *machineFlags) pullOptions() (vm.PullOptions, error) {
@@ -90,6 +92,12 @@ func (f *machineFlags) spec() (spec.Spec, error) {
 	default:
 		return sp, usageError{fmt.Errorf("--root-transport %q: use virtiofs, erofs or auto", f.rootTransport)}
 	}
+	switch f.sshTransport {
+	case spec.TransportAuto, spec.TransportVsock, spec.TransportTCP:
+		sp.SSHTransport = f.sshTransport
+	default:
+		return sp, usageError{fmt.Errorf("--ssh-transport %q: use vsock, tcp or auto", f.sshTransport)}
+	}
 	if _, err := f.pullOptions(); err != nil {
 		return sp, err
 	}
@@ -118,6 +126,7 @@ type vmFlags struct {
 	// storage shares the host's container storage (--bind-storage-ro).
 	storage bool
 	sshUser string
+	network string
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
@@ -129,6 +138,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.warm, "warm", false, "warm start: restore a VM saved after an earlier boot with the same image and options (the first run boots and saves it, about 220 MB in ~/.cache/bcvk/warm). Restored VMs are clones: same machine-id, host keys and random state; the clock is set on restore; no --bind")
 	fs.BoolVar(&f.storage, "bind-storage-ro", false, "share the host's container storage read-only: the guest's podman lists and runs the host's images without pulling (an additional image store at "+spec.GuestHostStorage+")")
 	fs.StringVar(&f.sshUser, "ssh-user", spec.DefaultSSHUser, "log in as this guest user; the VM's key is authorized for it (and for root); a user the image lacks is created at boot by systemd-sysusers")
+	fs.StringVar(&f.network, "network", spec.NetworkUser, "the guest's network: user (QEMU's user network: outbound access) or none (no network device at all; SSH, commands and binds still work over vsock and virtiofs)")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
 
@@ -150,6 +160,16 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	}
 	sp.Name = f.name
 	sp.KernelArgs = f.kargs
+	switch f.network {
+	case spec.NetworkUser:
+	case spec.NetworkNone:
+		if f.sshTransport == spec.TransportTCP {
+			return sp, usageError{errors.New("--network none leaves no network for --ssh-transport tcp: use vsock or auto")}
+		}
+		sp.Network = spec.NetworkNone
+	default:
+		return sp, usageError{fmt.Errorf("--network %q: use user or none", f.network)}
+	}
 	if f.sshUser != spec.DefaultSSHUser {
 		sp.SSHUser = f.sshUser
 	}

@@ -49,7 +49,10 @@ type Status struct {
 	mu    sync.Mutex
 	wmu   sync.Mutex // one writer at a time: the spinner or Log
 	step  string
-	start time.Time
+	// detail is what the step is at (the guest's systemd), shown by the
+	// spinner only: a plain log would get a line per unit.
+	detail string
+	start  time.Time
 	stop  chan struct{}
 	done  chan struct{}
 }
@@ -64,7 +67,7 @@ func (s *Status) Start(step string) {
 	s.End(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.step, s.start = step, time.Now()
+	s.step, s.detail, s.start = step, "", time.Now()
 	switch s.mode {
 	case Plain:
 		fmt.Fprintf(s.w, "• %s...\n", step)
@@ -79,8 +82,14 @@ func (s *Status) spin(step string, start time.Time, stop, done chan struct{}) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for i := 0; ; i++ {
+		s.mu.Lock()
+		d := s.detail
+		s.mu.Unlock()
+		if d != "" {
+			d = ": " + d
+		}
 		s.wmu.Lock()
-		fmt.Fprintf(s.w, "\r\x1b[K%s %s (%.0fs)", frames[i%len(frames)], step, time.Since(start).Seconds())
+		fmt.Fprintf(s.w, "\r\x1b[K%s %s (%.0fs)%s", frames[i%len(frames)], step, time.Since(start).Seconds(), d)
 		s.wmu.Unlock()
 		select {
 		case <-stop:
@@ -88,6 +97,13 @@ func (s *Status) spin(step string, start time.Time, stop, done chan struct{}) {
 		case <-t.C:
 		}
 	}
+}
+
+// Detail says what the current step is at, beside it on a terminal.
+func (s *Status) Detail(d string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.detail = d
 }
 
 // Log prints a line of output that belongs to the current step (a tool's

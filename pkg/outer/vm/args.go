@@ -25,6 +25,7 @@ type ContainerConfig struct {
 	MemoryMiB   int
 	Version     string
 	KVM         bool // pass /dev/kvm
+	VhostVsock  bool // pass /dev/vhost-vsock (the kernel's vsock backend)
 	NoFile      uint64
 	NProc       uint64
 	StopTimeout int // seconds
@@ -179,6 +180,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	)
 	if c.KVM {
 		a = append(a, "--device", "/dev/kvm")
+	}
+	if c.VhostVsock {
+		a = append(a, "--device", "/dev/vhost-vsock")
 	}
 	if c.NoNetwork {
 		a = append(a, "--network", "none")

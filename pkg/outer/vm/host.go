@@ -37,6 +37,9 @@ type Host struct {
 	PIDNamespace string
 	// KVMDevice and TunDevice are the device nodes a VM may use.
 	KVMDevice, TunDevice string
+	// VhostVsockDevice is the kernel's vsock backend; without it the
+	// runner uses its userspace one.
+	VhostVsockDevice string
 	// NoFile and NProc are the rlimits to give each VM container.
 	NoFile, NProc uint64
 }
@@ -54,7 +57,7 @@ func CurrentHost() Host {
 	return Host{
 		Getenv: os.Getenv, TempDir: os.TempDir(), UID: os.Getuid(), EUID: os.Geteuid(),
 		PID: os.Getpid(), Proc: "/proc", BootID: readBootID("/proc"), PIDNamespace: pidNamespace("/proc"),
-		KVMDevice: "/dev/kvm", TunDevice: "/dev/net/tun", NoFile: nofile, NProc: nproc,
+		KVMDevice: "/dev/kvm", TunDevice: "/dev/net/tun", VhostVsockDevice: "/dev/vhost-vsock", NoFile: nofile, NProc: nproc,
 	}
 }
 

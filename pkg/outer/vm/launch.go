@@ -188,8 +188,8 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		return nil, err
 	}
 
-	noNet := false
-	if h.EUID != 0 && !usable(h.TunDevice) {
+	noNet := sp.Network == spec.NetworkNone
+	if !noNet && h.EUID != 0 && !usable(h.TunDevice) {
 		noNet = true
 		logrus.Warn("rootless podman cannot open /dev/net/tun (its mode here is not the usual 0666), so the VM's container gets no network: SSH works, but the guest cannot reach the outside. `chmod 0666 /dev/net/tun` as root fixes it.")
 	}
@@ -200,6 +200,7 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 	args, err := PodmanRunArgs(ContainerConfig{
 		Name: sp.Name, Image: c.Image, ImageID: img.ID, RunnerImage: c.RunnerImage, RunnerImageID: runner.ID,
 		StateDir: dir, MemoryMiB: sp.MemoryMiB, Version: c.Version, KVM: sp.Accel != spec.AccelTCG && usable(h.KVMDevice),
+		VhostVsock: sp.SSHTransport != spec.TransportTCP && usable(h.VhostVsockDevice),
 		NoFile: h.NoFile, NProc: h.NProc, StopTimeout: StopTimeoutFor(sp),
 		Labels: c.Labels, Remove: c.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: c.DisksDir,
 		Owner: h.owner(c.Owned), Warm: warm, HostStorageDir: storageDir, SSHUser: sp.SSHUser,
@@ -331,6 +332,10 @@ func (r *Runtime) WaitReady(ctx context.Context, name, dir string, timeout time.
 				}
 			case events.PhaseInfo:
 				logrus.Debug(e.Message)
+			case events.PhaseProgress:
+				// The guest's systemd, over vsock: shown beside the step.
+				status.Detail(consolelog.Clean(e.Message))
+				logrus.Debug(e.Message)
 			case events.PhaseError:
 				lastErr = e.Message
 			case events.PhaseExited:
@@ -383,7 +388,7 @@ func ConsoleTail(dir string) string {
 // is an *ExitError with its status.
 func (r *Runtime) ExecSSH(ctx context.Context, name, user string, sshOpts, cmd []string, st Streams) error {
 	interactive := len(cmd) == 0 && progress.IsTerminal(st.In) && progress.IsTerminal(st.Out)
-	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), spec.GuestSSHPort, sshOpts, user, cmd)
+	sshArgs := sshclient.Args(filepath.Join(spec.StateDir, spec.SSHKeyFile), sshclient.ProxyCommand, sshOpts, user, cmd)
 	args := ExecSSHArgs(name, interactive, sshArgs)
 	var display []string
 	if len(cmd) > 0 {

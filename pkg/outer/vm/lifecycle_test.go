@@ -17,7 +17,7 @@ func TestSSHConfig(t *testing.T) {
 	for _, want := range []string{
 		"Host dev\n", "User root\n", "IdentityFile /run/user/1000/bcvk/dev-1/ssh_key\n",
 		"StrictHostKeyChecking no\n", "UserKnownHostsFile /dev/null\n",
-		"ProxyCommand /usr/bin/podman exec -i dev bcvk-inner proxy 127.0.0.1:2222\n",
+		"ProxyCommand /usr/bin/podman exec -i dev bcvk-inner proxy ssh\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("config lacks %q:\n%s", want, got)

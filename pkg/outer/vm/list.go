@@ -14,6 +14,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/outer/privdir"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // VM is an ephemeral VM as podman and its state directory describe it.
@@ -29,6 +30,8 @@ type VM struct {
 	// OwnerUnknown says the container names an owning bcvk that this one
 	// cannot judge (see judge): it is left alone, not pruned.
 	OwnerUnknown bool `json:"ownerUnknown"`
+	// SSHTransport is vsock or tcp, once the VM's bcvk-inner chose.
+	SSHTransport string `json:"sshTransport,omitempty"`
 	// made says bcvk set its labels (see madeByBcvk); RemoveAll removes
 	// only these.
 	made bool
@@ -70,6 +73,7 @@ func (r *Runtime) List(ctx context.Context) ([]VM, error) {
 			OwnerUnknown: verdicts[i] == ownerUnknown, made: madeByBcvk(c),
 		}
 		vm.Ready = c.State == "running" && sshReady(vm.StateDir)
+		vm.SSHTransport = sshTransport(vm.StateDir)
 		vms = append(vms, vm)
 	}
 	sort.Slice(vms, func(i, j int) bool { return vms[i].Name < vms[j].Name })
@@ -88,6 +92,25 @@ func (r *Runtime) Find(ctx context.Context, name string) (*VM, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w %q: `bcvk ephemeral ps` lists the VMs", ErrNoVM, name)
+}
+
+// sshTransport reads what bcvk-inner recorded: one known word, or nothing.
+func sshTransport(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	f, err := os.OpenFile(filepath.Join(dir, spec.SSHTransportFile), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 16)
+	n, _ := f.Read(b)
+	switch t := strings.TrimSpace(string(b[:n])); t {
+	case spec.TransportVsock, spec.TransportTCP:
+		return t
+	}
+	return ""
 }
 
 func sshReady(dir string) bool {

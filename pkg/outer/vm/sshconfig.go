@@ -35,8 +35,9 @@ func SSHConfig(podmanBin, name, user, stateDir string) (string, error) {
 	fmt.Fprintf(&b, "  UserKnownHostsFile /dev/null\n")
 	fmt.Fprintf(&b, "  LogLevel ERROR\n")
 	// ssh hands the rest of the ProxyCommand line to a shell as it is.
-	fmt.Fprintf(&b, "  ProxyCommand %s\n", strings.ReplaceAll(fmt.Sprintf("%s exec -i %s bcvk-inner proxy 127.0.0.1:%d",
-		sshclient.Quote(podmanBin), sshclient.Quote(name), spec.GuestSSHPort), "%", "%%"))
+	// The proxy picks the VM's transport (vsock or TCP).
+	fmt.Fprintf(&b, "  ProxyCommand %s\n", strings.ReplaceAll(fmt.Sprintf("%s exec -i %s bcvk-inner proxy ssh",
+		sshclient.Quote(podmanBin), sshclient.Quote(name)), "%", "%%"))
 	return b.String(), nil
 }
 

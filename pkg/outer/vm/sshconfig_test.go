@@ -31,7 +31,7 @@ func TestSSHConfigQuoted(t *testing.T) {
 	// literal "%".
 	for _, want := range []string{
 		"identityfile " + strings.ReplaceAll(dir, "%", "%%") + "/ssh_key\n",
-		"proxycommand '/opt/pod man/podman' exec -i dev bcvk-inner proxy 127.0.0.1:2222\n",
+		"proxycommand '/opt/pod man/podman' exec -i dev bcvk-inner proxy ssh\n",
 		"user root\n",
 	} {
 		if !strings.Contains(string(out), want) {

@@ -56,7 +56,10 @@ func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version 
 		// As asked for (auto may differ by run); virtiofs keeps the keys
 		// of VMs saved before there was a choice.
 		RootTransport string `json:",omitempty"`
-	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser, warmRootKey(sp.RootTransport)})
+		// The saved VM's devices: its vsock device and network card.
+		SSHTransport, Network string `json:",omitempty"`
+	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser, warmRootKey(sp.RootTransport),
+		sp.SSHTransport, sp.Network})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil
 }
