@@ -68,6 +68,14 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 	case t == spec.TransportTCP && cfg.NoNetwork:
 		return fmt.Errorf("--network none needs SSH over vsock, but %s", why)
 	}
+	if t == spec.TransportVsock && s.sp.Warm == spec.WarmSave && !exists(s.o.VhostVsockDevice) {
+		// QEMU (10.0) refuses to save a VM with a vhost-user-vsock device.
+		why = "QEMU cannot save a VM with the userspace vsock device, and a warm start saves it"
+		if s.sp.SSHTransport == spec.TransportVsock || cfg.NoNetwork {
+			return fmt.Errorf("--warm needs SSH over TCP on this host: %s (drop --ssh-transport vsock and --network none, or --warm)", why)
+		}
+		t = spec.TransportTCP
+	}
 	p := transportPlan{transport: t, why: why,
 		target: proxy.Target{Transport: spec.TransportTCP, TCPAddr: fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)}}
 	if t == spec.TransportVsock {
@@ -81,7 +89,7 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 	s.tp = p
 	s.transport = p.transport
 	msg := fmt.Sprintf("SSH goes over %s: %s", p.transport, p.why)
-	if p.transport == spec.TransportTCP && s.sp.SSHTransport != spec.TransportTCP && s.sp.Warm != spec.WarmRestore {
+	if p.transport == spec.TransportTCP && s.sp.SSHTransport != spec.TransportTCP && s.sp.Warm == "" {
 		// Falling back by itself is news: one line at the default level.
 		msg = fmt.Sprintf("SSH goes over TCP, not vsock: %s", p.why)
 		logrus.Info(msg)
@@ -106,7 +114,7 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 		l    net.Listener
 		port uint32
 	)
-	if _, err := os.Stat(s.o.VhostVsockDevice); err == nil {
+	if exists(s.o.VhostVsockDevice) {
 		cid, f, err := vsock.AllocateCID(ctx, vsock.VhostDevice{Path: s.o.VhostVsockDevice}, nil, cidAttempts)
 		if err != nil {
 			return fmt.Errorf("allocating a vsock CID on %s: %w", s.o.VhostVsockDevice, err)
@@ -170,6 +178,11 @@ func (s *supervisor) serveNotify(ctx context.Context, l net.Listener) {
 			}
 		}
 	}()
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // recordTransport writes the transport to the state directory for ps.

@@ -45,8 +45,18 @@ func BackendArgs(c BackendConfig) []string {
 		fmt.Sprintf("--guest-cid=%d", cid),
 		"--socket=" + c.Socket,
 		"--uds-path=" + c.UDSPath,
+		fmt.Sprintf("--tx-buffer-size=%d", TxBufferSize),
 	}
 }
+
+// TxBufferSize is the backend's buffer per connection, which it also
+// announces to the guest as its credit, so it bounds the guest's packets.
+// Guest kernels since Linux 6.17 (and stable kernels that took the change,
+// such as Debian's 6.12.117) send packets over 32 KiB as several
+// descriptors, which vhost-device-vsock 0.3.0 corrupts (SSH then fails
+// with "Bad packet length" after about 32 KiB: found by trying). Below
+// that size every packet stays in one descriptor.
+const TxBufferSize = 24 << 10
 
 // chardevID names the chardev that joins QEMU to the userspace backend.
 const chardevID = "vsock"

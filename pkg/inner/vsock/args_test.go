@@ -7,12 +7,12 @@ import (
 
 func TestBackendArgs(t *testing.T) {
 	got := BackendArgs(BackendConfig{Socket: "/run/bcvk/vsock-backend.sock", UDSPath: "/run/bcvk/vm.vsock"})
-	want := []string{"--guest-cid=3", "--socket=/run/bcvk/vsock-backend.sock", "--uds-path=/run/bcvk/vm.vsock"}
+	want := []string{"--guest-cid=3", "--socket=/run/bcvk/vsock-backend.sock", "--uds-path=/run/bcvk/vm.vsock", "--tx-buffer-size=24576"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 	got = BackendArgs(BackendConfig{GuestCID: 9, Socket: "b", UDSPath: "u"})
-	want = []string{"--guest-cid=9", "--socket=b", "--uds-path=u"}
+	want = []string{"--guest-cid=9", "--socket=b", "--uds-path=u", "--tx-buffer-size=24576"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("explicit CID: got %q, want %q", got, want)
 	}

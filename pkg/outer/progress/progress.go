@@ -44,17 +44,17 @@ func IsTerminal(v any) bool {
 
 // Status shows one step at a time.
 type Status struct {
-	w     io.Writer
-	mode  Mode
-	mu    sync.Mutex
-	wmu   sync.Mutex // one writer at a time: the spinner or Log
-	step  string
+	w    io.Writer
+	mode Mode
+	mu   sync.Mutex
+	wmu  sync.Mutex // one writer at a time: the spinner or Log
+	step string
 	// detail is what the step is at (the guest's systemd), shown by the
 	// spinner only: a plain log would get a line per unit.
 	detail string
 	start  time.Time
-	stop  chan struct{}
-	done  chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // New writes to w in mode.
