@@ -6,13 +6,15 @@
 #   bcvk   bin/bcvk ephemeral run-ssh --accel tcg IMAGE -- true
 #   field  the Rust bcvk's settings (virtiofsd --cache=never, the image's own
 #          initramfs, its kernel arguments): what other tools do
+#   bcvk-tcp  bcvk with --ssh-transport tcp (bcvk's default is SSH over vsock
+#          where the image supports it): the two transports side by side
 # plus one run of bcvk with the default --accel auto. Contenders alternate, so
 # a slow spell of the (shared, noisy) machine hits them all alike.
 #
 # Env: RUNS (3), BENCH_JSON (_output/bench.json), BCVK (bin/bcvk),
 # SAMPLE_IMAGE, BCVK_RUNNER_IMAGE, FLOOR_TIMEOUT (120 s), FIELD_TIMEOUT (240 s),
 # BCVK_TIMEOUT (300 s), AUTO_RUN (1: also time --accel auto once),
-# CONTENDERS ("floor bcvk field"), BUSY_WAIT (900 s to wait for other VMs on
+# CONTENDERS ("floor bcvk field bcvk-tcp"), BUSY_WAIT (900 s to wait for other VMs on
 # the host to end), RETRY_CONTENDED (1: repeat a run once when another VM
 # ran beside it), BENCH_LOGS (a directory to keep every run's logs in).
 set -euo pipefail
@@ -28,7 +30,7 @@ FLOOR_TIMEOUT=${FLOOR_TIMEOUT:-120}
 FIELD_TIMEOUT=${FIELD_TIMEOUT:-240}
 BCVK_TIMEOUT=${BCVK_TIMEOUT:-300}
 AUTO_RUN=${AUTO_RUN:-1}
-CONTENDERS=${CONTENDERS:-floor bcvk field}
+CONTENDERS=${CONTENDERS:-floor bcvk field bcvk-tcp}
 BUSY_WAIT=${BUSY_WAIT:-900}
 RETRY_CONTENDED=${RETRY_CONTENDED:-1}
 BENCH_LOGS=${BENCH_LOGS:-}
@@ -115,6 +117,7 @@ tail -n +1 -F "$1" 2>/dev/null | sed -u 's/\x1b\[[0-9;]*[a-zA-Z]//g' | while IFS
 	*"Welcome to "*Initramfs*) ;;
 	*"Welcome to "*) mark systemd ;;
 	*"Started ssh.service"*) mark sshd ;;
+	*"Reached target sockets.target"*) mark sockets ;;
 	*"Reached target multi-user.target"*) mark multiuser ;;
 	esac
 done
@@ -483,10 +486,11 @@ raw_boot() {
 	echo "   QEMU start -> sshd greets $(secs $((t_banner - t_kernel))) s, -> first login $(secs $((t_ssh - t_kernel))) s, whole $(secs $((t1 - t0))) s (virtiofsd --inode-file-handles=$handles)" >&2
 }
 
-# bcvk_run tcg|auto RUN
+# bcvk_run tcg|auto|tcp RUN (tcp: --accel tcg --ssh-transport tcp)
 bcvk_run() {
-	local accel=$1 i=$2 contender=bcvk
+	local accel=$1 i=$2 contender=bcvk transport=auto
 	[[ $accel = tcg ]] || contender=bcvk-$accel
+	if [[ $accel = tcp ]]; then accel=tcg transport=tcp; fi
 	local id="$contender-$i$try_suffix"
 	local name="bcvk-bench-$$-$id" log="$tmp/$id.log" ev="$tmp/$id.events" marks="$tmp/$id.marks"
 	local console="$tmp/$id.console"
@@ -500,7 +504,7 @@ bcvk_run() {
 	local t0 t1 rc=0 samples="$tmp/$id.samples"
 	sample_start "$samples" "bcvk-$name"
 	stamp t0
-	run_child timeout --foreground -k 30 "$BCVK_TIMEOUT" "$BCVK" ephemeral run-ssh --name "$name" --accel "$accel" \
+	run_child timeout --foreground -k 30 "$BCVK_TIMEOUT" "$BCVK" ephemeral run-ssh --name "$name" --accel "$accel" --ssh-transport "$transport" \
 		"$SAMPLE_IMAGE" -- true >"$log" 2>&1 || rc=$?
 	stamp t1
 	sample_end "$contender" "$i" "$samples"
@@ -538,7 +542,7 @@ bcvk_run() {
 	# From the console: what the events do not say.
 	if [[ -s $marks ]]; then
 		while read -r phase us; do
-			case $phase in sshd | multiuser) record "$contender" "$i" "$phase" "$(secs $((us - t0)))" ;; esac
+			case $phase in sshd | sockets | multiuser) record "$contender" "$i" "$phase" "$(secs $((us - t0)))" ;; esac
 		done <"$marks"
 	fi
 	if grep -qi 'warn' "$log"; then
@@ -572,6 +576,7 @@ measure() {
 		floor | field) raw_boot "$1" "$2" ;;
 		bcvk) bcvk_run tcg "$2" ;;
 		bcvk-auto) bcvk_run auto "$2" ;;
+		bcvk-tcp) bcvk_run tcp "$2" ;;
 		esac
 		if ((last_overlap > 5 && try < RETRY_CONTENDED)); then
 			note "$1 run $2 shared the machine with another VM for ${last_overlap}s: discarded and run again"
@@ -585,8 +590,8 @@ measure() {
 
 for c in $CONTENDERS; do
 	case $c in
-	floor | field | bcvk) ;;
-	*) echo "bench: unknown contender $c (want floor, bcvk, field)" >&2; exit 2 ;;
+	floor | field | bcvk | bcvk-tcp) ;;
+	*) echo "bench: unknown contender $c (want floor, bcvk, field, bcvk-tcp)" >&2; exit 2 ;;
 	esac
 done
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -632,6 +637,7 @@ label() {
 	bcvk) echo "bcvk --accel tcg" ;;
 	field) echo "field (cache=never)" ;;
 	bcvk-auto) echo "bcvk --accel auto" ;;
+	bcvk-tcp) echo "bcvk (SSH over TCP)" ;;
 	esac
 }
 
@@ -666,10 +672,10 @@ report=$tmp/report.txt
 	echo "  VM ran beside for more than 5 s even after one repeat (likely slow)."
 	echo
 	echo "Phases: median seconds since launch (of podman run, or of bcvk)"
-	printf '%-20s %9s %6s %7s %7s %6s %7s %6s %6s %6s\n' contender container qemu booting systemd sshd network greets login exit
+	printf '%-20s %9s %6s %7s %7s %7s %6s %7s %6s %6s %6s\n' contender container qemu booting systemd sockets sshd network greets login exit
 	for c in "${contenders[@]}"; do
 		row=$(printf '%-20s' "$(label "$c")")
-		for k in container:9 kernel:6 booting:7 systemd:7 sshd:6 net:7 banner:6 ssh:6 wall:6; do
+		for k in container:9 kernel:6 booting:7 systemd:7 sockets:7 sshd:6 net:7 banner:6 ssh:6 wall:6; do
 			v=$(get "$c" "${k%:*}" 4)
 			[[ -z $v ]] || v=$(printf '%.1f' "$v")
 			row+=$(printf " %${k#*:}s" "${v:--}")
@@ -677,8 +683,9 @@ report=$tmp/report.txt
 		echo "$row"
 	done
 	echo "  container: the runner's PID 1 runs; qemu: starting virtiofsd and QEMU (initramfs built);"
-	echo "  booting: first console output; systemd: the image's systemd starts; sshd: ssh.service"
-	echo "  started (console); network: the guest answers on the network (raw boots' probe);"
+	echo "  booting: first console output; systemd: the image's systemd starts; sockets: sockets.target"
+	echo "  reached (console; sshd-vsock.socket listens from then); sshd: ssh.service started (console;"
+	echo "  the TCP path needs it); network: the guest answers on the network (raw boots' probe);"
 	echo "  greets: sshd's banner; login: \`ssh true\` done; exit: the launcher returned, the"
 	echo "  container removed. bcvk's container/qemu/booting/systemd/greets come from its events."
 	if [[ -s $notes ]]; then
@@ -709,7 +716,7 @@ mkdir -p "$(dirname "$BENCH_JSON")"
 		((first)) || printf ',\n'
 		first=0
 		printf '    "%s": {"label": %s, "failed": %d' "$c" "$(json_str "$(label "$c")")" "$(failures "$c")"
-		for k in boot login cpu wall container initramfs kernel booting systemd sshd multiuser net banner ssh ssh_tries overlap host_cpu steal timeout; do
+		for k in boot login cpu wall container initramfs kernel booting systemd sockets sshd multiuser net banner ssh ssh_tries overlap host_cpu steal timeout; do
 			n=$(get "$c" "$k" 3)
 			[[ -n $n ]] || continue
 			printf ',\n      "%s": {"n": %d, "median": %s, "min": %s, "max": %s, "values": [%s]' \

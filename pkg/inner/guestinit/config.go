@@ -37,7 +37,18 @@ type Config struct {
 	// Storage, when set, is the host's container storage: mounted
 	// read-only and made an additional image store of the guest's podman.
 	Storage *Storage `json:"storage,omitempty"`
+	// ReportPort, when set, is the host vsock port that bcvk-inner reads
+	// the init's steps on (ReportRoot, ReportShares, ReportHandover).
+	ReportPort uint32 `json:"reportPort,omitempty"`
 }
+
+// The steps the init reports over vsock, one line each (the handover line
+// ends with the init's path).
+const (
+	ReportRoot     = "root mounted"
+	ReportShares   = "shares mounted"
+	ReportHandover = "handover to "
+)
 
 // Storage is a virtiofs share with a containers/storage store.
 type Storage struct {

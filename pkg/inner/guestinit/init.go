@@ -51,13 +51,22 @@ func run() error {
 			return err
 		}
 	}
+	// The vsock modules are loaded: the report channel, if any, can come
+	// up while the root is mounted.
+	rch := make(chan *reporter, 1)
+	go func() { rch <- dialReporter(cfg.ReportPort) }()
+	root := "virtiofs"
 	if cfg.RootDiskSerial != "" {
+		root = "erofs"
 		if err := mountErofsRoot(cfg.RootDiskSerial, cfg.MissingModules); err != nil {
 			return err
 		}
 	} else if err := mountRoot(cfg.RootTag); err != nil {
 		return err
 	}
+	rep := <-rch
+	defer rep.close()
+	rep.step("%s (%s)", ReportRoot, root)
 	if err := unix.Mount("tmpfs", "/overlay", "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("mounting the tmpfs for the writable layer: %w", err)
 	}
@@ -88,6 +97,7 @@ func run() error {
 			return err
 		}
 	}
+	rep.step("%s (%d)", ReportShares, len(cfg.Mounts))
 	init, err := findInit(cfg.Init)
 	if err != nil {
 		return err
@@ -110,6 +120,8 @@ func run() error {
 		return err
 	}
 	logf("%s%s", HandoverMessage, init)
+	rep.step("%s%s", ReportHandover, init)
+	rep.close()
 	return unix.Exec(init, append([]string{init}, os.Args[1:]...), os.Environ())
 }
 

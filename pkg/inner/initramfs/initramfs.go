@@ -50,11 +50,13 @@ type Options struct {
 	Storage *guestinit.Storage
 	// Vsock loads the virtio vsock transport before the handover.
 	Vsock bool
+	// ReportPort is the host vsock port the guest init reports to (0: none).
+	ReportPort uint32
 }
 
 // Build writes the initramfs to w and returns the config it embedded.
 func Build(w io.Writer, o Options) (guestinit.Config, error) {
-	cfg := guestinit.Config{RootTag: o.RootTag, RootDiskSerial: o.RootDiskSerial, Init: guestinit.DefaultInit, Mounts: o.Mounts, Storage: o.Storage}
+	cfg := guestinit.Config{RootTag: o.RootTag, RootDiskSerial: o.RootDiskSerial, Init: guestinit.DefaultInit, Mounts: o.Mounts, Storage: o.Storage, ReportPort: o.ReportPort}
 	want := append([]string(nil), RootModules...)
 	if o.RootDiskSerial != "" {
 		want = append(want, ErofsModules...)

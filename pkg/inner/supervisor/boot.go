@@ -81,7 +81,7 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		}
 	}()
 	if s.sp.Warm != spec.WarmRestore {
-		if err := buildInitramfs(ctx, s.table, s.sp, k, cfg.RootDiskSerial, s.transport == spec.TransportVsock, initrd); err != nil {
+		if err := buildInitramfs(ctx, s.table, s.sp, k, cfg.RootDiskSerial, s.tp.reportPort, initrd); err != nil {
 			return nil, err
 		}
 	}
@@ -151,6 +151,7 @@ func (s *supervisor) boot(ctx context.Context, cfg qemu.Config, early *proc.Proc
 	logrus.Debugf("qemu: %q", mc.QEMU)
 	s.cfg = cfg
 	s.sshReady.Store(false)
+	s.handoverReported.Store(false)
 	m, err := machine.Start(ctx, s.table, mc, early)
 	if err == nil {
 		reclaim, closeShell := s.reclaimFunc()

@@ -205,12 +205,14 @@ func WriteInitramfs(imageRoot, out string) error {
 		return fmt.Errorf("the kernel path %s holds characters that bcvk does not print", q)
 	}
 	fmt.Println(k.Image)
-	return buildInitramfs(context.Background(), t, spec.New(), k, "", false, out)
+	return buildInitramfs(context.Background(), t, spec.New(), k, "", 0, out)
 }
 
 // buildInitramfs writes the boot initramfs to path; rootSerial, when set,
 // is the serial of the EROFS root disk the guest mounts.
-func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, rootSerial string, vsock bool, path string) error {
+// reportPort, when set, loads the vsock modules and makes the guest init
+// report its steps to that host port.
+func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.Kernel, rootSerial string, reportPort uint32, path string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -231,7 +233,7 @@ func buildInitramfs(ctx context.Context, t *proc.Table, sp spec.Spec, k kernel.K
 	decompress := func(argv []string, in *os.File, out io.Writer) error { return decompress(ctx, t, argv, in, out) }
 	cfg, err := initramfs.Build(f, initramfs.Options{
 		InitBinary: self, ImageMount: k.Root, ModulesDir: k.ModulesDir, RootTag: rootTag, RootDiskSerial: rootSerial,
-		Decompress: decompress, Mounts: mounts, Storage: storage, Vsock: vsock,
+		Decompress: decompress, Mounts: mounts, Storage: storage, Vsock: reportPort != 0, ReportPort: reportPort,
 	})
 	if err != nil {
 		return fmt.Errorf("building the boot initramfs: %w", err)

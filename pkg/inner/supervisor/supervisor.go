@@ -113,6 +113,8 @@ type supervisor struct {
 	// sshReady says bcvk-inner can log into the guest (the descriptor
 	// watch's reclaim); reset with each boot.
 	sshReady atomic.Bool
+	// handoverReported says the systemd step was emitted for this boot.
+	handoverReported atomic.Bool
 
 	kernel     kernel.Kernel // for the warm-start meta
 	root       string        // the root transport used: virtiofs or erofs
@@ -222,7 +224,7 @@ func (s *supervisor) observe(in guest.Input) {
 		s.ev.Emit(events.PhaseBooting, "the guest kernel is running")
 	}
 	if !old.HandedOver && s.state.HandedOver {
-		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+		s.reportHandover()
 	}
 }
 

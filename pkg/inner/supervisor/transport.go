@@ -1,17 +1,21 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/bcvk/bcvk/pkg/credential"
 	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/guestinit"
 	"github.com/bcvk/bcvk/pkg/inner/kernel"
 	"github.com/bcvk/bcvk/pkg/inner/machine"
 	"github.com/bcvk/bcvk/pkg/inner/proxy"
@@ -40,6 +44,8 @@ type transportPlan struct {
 	// vhost is the open /dev/vhost-vsock holding the guest's CID, which
 	// QEMU inherits.
 	vhost *os.File
+	// reportPort is the host vsock port the guest init reports to.
+	reportPort uint32
 }
 
 // planTransport decides the SSH transport (the user's choice, else what
@@ -127,6 +133,14 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 			return fmt.Errorf("listening for the guest's systemd on vsock: %w", err)
 		}
 		l, port = vsock.FromCID(kl, cid), kp
+		rl, rp, err := vsock.ListenRandomPort(vsock.KernelListen, nil, cidAttempts)
+		if err != nil {
+			f.Close()
+			l.Close()
+			return fmt.Errorf("listening for the guest init on vsock: %w", err)
+		}
+		s.serveInitReports(ctx, vsock.FromCID(rl, cid))
+		p.reportPort = rp
 		// QEMU inherits it as its first extra descriptor (fd 3).
 		p.vhost = f
 		cfg.Vsock = &qemu.Vsock{CID: cid, VhostFD: 3}
@@ -143,6 +157,13 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 			return fmt.Errorf("listening for the guest's systemd: %w", err)
 		}
 		port = spec.NotifyPort
+		rl, err := vsock.UnixListen(uds, spec.GuestInitPort)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listening for the guest init: %w", err)
+		}
+		s.serveInitReports(ctx, rl)
+		p.reportPort = spec.GuestInitPort
 		p.helper = &machine.Helper{Name: "vhost-device-vsock", Socket: sock,
 			Argv: append([]string{bin}, vsock.BackendArgs(vsock.BackendConfig{GuestCID: vsock.GuestCID, Socket: sock, UDSPath: uds})...)}
 		cfg.Vsock = &qemu.Vsock{BackendSocket: sock}
@@ -185,6 +206,68 @@ func exists(path string) bool {
 	return err == nil
 }
 
+// Bounds on what the guest init may send: it reports three short lines
+// per boot (a restart boots again).
+const (
+	maxReportLine  = 256
+	maxReportLines = 16
+	reportWait     = 5 * time.Minute
+)
+
+// serveInitReports turns the guest init's lines into events until ctx
+// ends; the handover line is the step "Starting systemd and sshd" (the
+// console says it too, and whichever comes first counts).
+func (s *supervisor) serveInitReports(ctx context.Context, l net.Listener) {
+	context.AfterFunc(ctx, func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(reportWait))
+				r := bufio.NewReaderSize(io.LimitReader(c, maxReportLine*maxReportLines), maxReportLine)
+				for range maxReportLines {
+					line, err := r.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					msg := cleanGuestText(strings.TrimSuffix(string(line), "\n"), maxReportLine)
+					s.ev.Emit(events.PhaseInfo, "guest init: "+msg)
+					if strings.HasPrefix(msg, guestinit.ReportHandover) {
+						s.reportHandover()
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// reportHandover emits the systemd step once per boot, from the console or
+// the guest init's report.
+func (s *supervisor) reportHandover() {
+	if s.handoverReported.CompareAndSwap(false, true) {
+		s.ev.Emit(events.PhaseSystemd, "the image's init has taken over")
+	}
+}
+
+// cleanGuestText keeps the printable characters of what the guest said,
+// at most max bytes of them.
+func cleanGuestText(v string, max int) string {
+	v = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return -1
+	}, v)
+	if len(v) > max {
+		v = v[:max] + "..."
+	}
+	return v
+}
+
 // recordTransport writes the transport to the state directory for ps.
 func (s *supervisor) recordTransport(t string) {
 	f, err := os.OpenFile(filepath.Join(s.o.StateDir, spec.SSHTransportFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
@@ -204,18 +287,7 @@ const maxProgress = 100
 // onNotify turns a message of the guest's systemd into events. Its words
 // are the guest's: printable characters only, bounded.
 func (s *supervisor) onNotify(n vsock.Notify) {
-	clean := func(v string) string {
-		v = strings.Map(func(r rune) rune {
-			if unicode.IsPrint(r) {
-				return r
-			}
-			return -1
-		}, v)
-		if len(v) > maxProgress {
-			v = v[:maxProgress] + "..."
-		}
-		return v
-	}
+	clean := func(v string) string { return cleanGuestText(v, maxProgress) }
 	switch {
 	case n.Ready:
 		s.ev.Emit(events.PhaseProgress, "systemd: the system is up (READY=1)")

@@ -29,6 +29,9 @@ func TestBadInputIsAUsageError(t *testing.T) {
 		{[]string{"ephemeral", "run-ssh", "--root-transport", "nonsense", "img"}, `--root-transport "nonsense": use virtiofs, erofs or auto`},
 		{[]string{"ephemeral", "run", "--root-transport", "nfs", "img"}, `--root-transport "nfs"`},
 		{[]string{"to-disk", "--root-transport", "nonsense", "img", "/tmp/x.img"}, `--root-transport "nonsense"`},
+		{[]string{"ephemeral", "run-ssh", "--ssh-transport", "serial", "img"}, `--ssh-transport "serial": use vsock, tcp or auto`},
+		{[]string{"ephemeral", "run", "--network", "bridge", "img"}, `--network "bridge": use user or none`},
+		{[]string{"ephemeral", "run-ssh", "--network", "none", "--ssh-transport", "tcp", "img"}, "--network none leaves no network for --ssh-transport tcp"},
 	} {
 		code, out, errs := run(tc.args...)
 		if code != 2 || !strings.Contains(errs, tc.want) || out != "" {

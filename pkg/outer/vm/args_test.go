@@ -167,6 +167,21 @@ func TestCleanupsRunInReverseAndJoinErrors(t *testing.T) {
 	}
 }
 
+// A cleanup that fails after a signal must still be told: the command's
+// own error is then a cancellation, which the CLI does not print.
+func TestCleanupErrorSurvivesCancellation(t *testing.T) {
+	var c Cleanups
+	c.Add(func(context.Context) error { return errors.New("podman rm: container state improper") })
+	err := c.Finish(context.Canceled)
+	var ce *CleanupError
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &ce) || !strings.Contains(ce.Error(), "cleaning up: podman rm") {
+		t.Fatalf("err %v", err)
+	}
+	if err := (Cleanups{}).Finish(context.Canceled); errors.As(err, &ce) {
+		t.Fatalf("a clean finish reported %v", err)
+	}
+}
+
 func TestStateDirIsPrivate(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	d, err := CurrentHost().NewStateDir("vm")
