@@ -270,7 +270,8 @@ func TestToDiskFullFileSystem(t *testing.T) {
 	assertNoToDiskContainers(t)
 }
 
-// Five VMs at once on a 2-CPU host: all come up (slowly), no clashes.
+// Five VMs at once on a 2-CPU host: all come up (slowly), each with its
+// own vsock backend, no clashes.
 func TestFiveAtOnce(t *testing.T) {
 	needPodman(t)
 	var wg sync.WaitGroup
@@ -280,7 +281,7 @@ func TestFiveAtOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r, err := tryBcvk(t, sharedState, nil, 25*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "20m",
-				sampleImage(), "--", "sh", "-c", "echo $(cat /etc/machine-id) ok")
+				sampleImage(), "--", "sh", "-c", "echo $(cat /etc/machine-id) ${SSH_CONNECTION%% *} ok")
 			if err != nil {
 				t.Errorf("VM %d: %v", i, err)
 			}
@@ -294,6 +295,10 @@ func TestFiveAtOnce(t *testing.T) {
 		if r.code != 0 || !strings.HasSuffix(r.stdout, " ok\n") {
 			t.Errorf("VM %d: exit %d, stdout %q\n%s", i, r.code, r.stdout, tail(r.stderr, 20))
 			continue
+		}
+		// Each over vsock, on its own backend: sshd sees no IP address.
+		if !strings.Contains(r.stdout, " UNKNOWN ok") {
+			t.Errorf("VM %d: SSH did not come over vsock: %q", i, r.stdout)
 		}
 		if seen[r.stdout] {
 			t.Errorf("two VMs share a machine-id: %s", r.stdout)
