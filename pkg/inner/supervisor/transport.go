@@ -82,14 +82,14 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 		}
 		t = spec.TransportTCP
 	}
-	p := transportPlan{transport: t, why: why,
-		target: proxy.Target{Transport: spec.TransportTCP, TCPAddr: fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)}}
+	tcp := proxy.Target{Transport: spec.TransportTCP, TCPAddr: fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)}
+	p := transportPlan{transport: t, why: why, target: tcp}
 	if t == spec.TransportVsock {
 		if err := s.planVsock(ctx, cfg, &p); err != nil {
 			if s.sp.SSHTransport == spec.TransportVsock || cfg.NoNetwork || s.sp.Warm == spec.WarmRestore {
 				return err
 			}
-			p = transportPlan{transport: spec.TransportTCP, why: err.Error(), target: p.target}
+			p = transportPlan{transport: spec.TransportTCP, why: err.Error(), target: tcp}
 		}
 	}
 	s.tp = p
