@@ -5,8 +5,12 @@
 package sshclient
 
 import (
+	"strconv"
 	"strings"
 )
+
+// ConnectTimeoutSeconds is ssh's ConnectTimeout (see Options).
+const ConnectTimeoutSeconds = 90
 
 // ProxyCommand is the runner's ssh proxy to the guest's sshd.
 const ProxyCommand = "/usr/bin/bcvk-inner proxy ssh"
@@ -21,6 +25,10 @@ const Host = "bcvk-guest"
 // connection at once (its forward lives in QEMU), so they only catch a hung
 // guest, and under TCG with five VMs on two cores a busy guest was seen
 // silent for over 30 s (ssh then exits 255 without a word at LogLevel ERROR).
+// ConnectTimeout bounds the wait for sshd's greeting (the proxy connects at
+// once): over vsock systemd starts an sshd per connection, which took over
+// 10 s with five VMs booting on two cores under TCG (ssh: "Connection timed
+// out during banner exchange"); readiness was already proven by the probe.
 func Options(keyPath, proxy string) []string {
 	return []string{
 		"-i", keyPath,
@@ -30,7 +38,7 @@ func Options(keyPath, proxy string) []string {
 		"-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR",
-		"-o", "ConnectTimeout=10",
+		"-o", "ConnectTimeout=" + strconv.Itoa(ConnectTimeoutSeconds),
 		"-o", "ServerAliveInterval=10",
 		"-o", "ServerAliveCountMax=12",
 		"-o", "BatchMode=yes",

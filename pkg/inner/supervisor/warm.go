@@ -30,7 +30,7 @@ const (
 
 // guestSSH runs a command in the guest as root with the key at keyPath.
 func (s *supervisor) guestSSH(ctx context.Context, keyPath string, cmd ...string) error {
-	args := sshclient.Args(keyPath, s.proxyCommand(), []string{"-o", "ConnectTimeout=10"}, "root", cmd)
+	args := sshclient.Args(keyPath, s.proxyCommand(), nil, "root", cmd)
 	return s.table.Run(ctx, io.Discard, append([]string{s.o.SSH}, args...)...)
 }
 
