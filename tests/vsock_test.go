@@ -53,9 +53,12 @@ func TestVsockNoNetwork(t *testing.T) {
 		runBcvk(t, sharedState, nil, 2*time.Minute, "ephemeral", "rm", "-f", name)
 		assertNothingLeft(t, name, sharedState)
 	}()
-	// The guest's systemd reported its progress over vsock.
-	if !strings.Contains(r.stderr, "systemd: sockets.target reached") {
-		t.Errorf("no progress from the guest's systemd in the debug output:\n%s", tail(r.stderr, 30))
+	// The guest's systemd reported its progress over vsock, and bcvk's
+	// guest init its steps.
+	for _, want := range []string{"systemd: sockets.target reached", "guest init: root mounted", "guest init: shares mounted (1)", "guest init: handover to "} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("no %q in the debug output:\n%s", want, tail(r.stderr, 30))
+		}
 	}
 	if got := psTransport(t, name); got != "vsock" {
 		t.Errorf("ps --json says sshTransport %q, want vsock", got)
