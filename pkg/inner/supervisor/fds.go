@@ -113,7 +113,7 @@ func (s *supervisor) reclaimFunc() (reclaim func(context.Context) error, close f
 	}
 	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
 	sh := &guestShell{table: s.table,
-		argv: append([]string{s.o.SSH}, sshclient.Args(key, s.proxyCommand(), nil, "root", []string{"sh"})...)}
+		argv: append([]string{s.o.SSH}, sshclient.Args(key, sshclient.ProxyCommand, nil, "root", []string{"sh"})...)}
 	return func(ctx context.Context) error {
 		if !s.sshReady.Load() {
 			return errors.New("SSH is not ready yet")

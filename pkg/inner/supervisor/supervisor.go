@@ -120,7 +120,6 @@ type supervisor struct {
 	root       string        // the root transport used: virtiofs or erofs
 	cfg        qemu.Config   // the QEMU that runs (after a KVM fallback)
 	tp         transportPlan // how SSH reaches the guest
-	transport  string        // tp.transport, for the warm meta
 	dialer     vsock.Dialer  // the guest's vsock ports, with the vsock transport
 	consoleLog *console.LogFile
 	consoleOut io.Writer

@@ -22,7 +22,6 @@ import (
 	"github.com/bcvk/bcvk/pkg/inner/qemu"
 	"github.com/bcvk/bcvk/pkg/inner/vsock"
 	"github.com/bcvk/bcvk/pkg/spec"
-	"github.com/bcvk/bcvk/pkg/sshclient"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -93,7 +92,6 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 		}
 	}
 	s.tp = p
-	s.transport = p.transport
 	msg := fmt.Sprintf("SSH goes over %s: %s", p.transport, p.why)
 	if p.transport == spec.TransportTCP && s.sp.SSHTransport != spec.TransportTCP && s.sp.Warm == "" {
 		// Falling back by itself is news: one line at the default level.
@@ -277,9 +275,6 @@ func (s *supervisor) recordTransport(t string) {
 	_, _ = f.WriteString(t + "\n")
 	f.Close()
 }
-
-// proxyCommand is the ssh ProxyCommand of bcvk-inner's own logins.
-func (s *supervisor) proxyCommand() string { return sshclient.ProxyCommand }
 
 // maxProgress caps a progress line from the guest's systemd.
 const maxProgress = 100

@@ -30,7 +30,7 @@ const (
 
 // guestSSH runs a command in the guest as root with the key at keyPath.
 func (s *supervisor) guestSSH(ctx context.Context, keyPath string, cmd ...string) error {
-	args := sshclient.Args(keyPath, s.proxyCommand(), nil, "root", cmd)
+	args := sshclient.Args(keyPath, sshclient.ProxyCommand, nil, "root", cmd)
 	return s.table.Run(ctx, io.Discard, append([]string{s.o.SSH}, args...)...)
 }
 
@@ -86,7 +86,7 @@ func (s *supervisor) doSaveWarm(ctx context.Context, m *machine.Machine) error {
 	}
 	return spec.WarmMeta{
 		Accel: s.cfg.Accel, SMBIOSCredentials: s.cfg.SMBIOSCredentials, KernelVersion: s.kernel.Version,
-		RootTransport: s.root, SSHTransport: s.transport,
+		RootTransport: s.root, SSHTransport: s.tp.transport,
 	}.Write(s.o.WarmDir)
 }
 
