@@ -2,6 +2,8 @@ package conn
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 func mustParse(t *testing.T, s string) URI {
@@ -437,4 +440,45 @@ func TestWrap(t *testing.T) {
 	if got := Wrap("start domain d", syscall.EINVAL); !strings.Contains(got.Error(), "connection to libvirt was lost") || !errors.Is(got, syscall.EINVAL) {
 		t.Errorf("EINVAL: %q", got)
 	}
+}
+
+// No key file at all: the key comes from the agent at SSH_AUTH_SOCK.
+func TestOpenSSHAgent(t *testing.T) {
+	x := newSSHFixture(t)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: priv}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(shortTempDir(t), "agent")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { agent.ServeAgent(keyring, c); c.Close() }()
+		}
+	}()
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.srv = startSSHServer(t, signer.PublicKey())
+	writeKnownHosts(t, x.knownHosts, x.srv.addr, x.srv.hostKey.PublicKey())
+	u := mustParse(t, fmt.Sprintf("qemu+ssh://tester@%s/system?known_hosts=%s&socket=%s", x.srv.addr, x.knownHosts, x.sock))
+	c, err := Open(t.Context(), u, Options{Getenv: envMap(map[string]string{"HOME": x.home, "SSH_AUTH_SOCK": sock})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	checkRPC(t, c)
 }
