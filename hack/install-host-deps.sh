@@ -50,6 +50,9 @@ fi
 # drivers: no libvirt-daemon-system (systemd units, network and nwfilter
 # drivers); hack/libvirt-host.sh starts the daemons by hand. virtiofsd has no
 # bookworm package: hack/libvirt-host.sh virtiofsd takes it from the runner image.
+# Caveat (seen with libvirt 11.3, QEMU 10.0.2): bookworm's passt
+# 0.0~git20230309 starts, binds the forwarded host port and serves DHCP, but
+# never ACKs the guest's SYN-ACK, so a forwarded TCP connection gets no data.
 libvirt_need=0
 for cmd in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img passt; do
 	command -v "$cmd" >/dev/null 2>&1 || libvirt_need=1
