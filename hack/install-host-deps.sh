@@ -44,6 +44,36 @@ if [ "${#need[@]}" -gt 0 ]; then
 	fi
 fi
 
+# The libvirt backend (bcvk libvirt ...): libvirt 11 and QEMU 10 from
+# bookworm-backports (bookworm's libvirt 9.0 rejects <backend type="passt"/>),
+# OVMF and passt from bookworm. Only the daemons and the qemu and storage
+# drivers: no libvirt-daemon-system (systemd units, network and nwfilter
+# drivers); hack/libvirt-host.sh starts the daemons by hand. virtiofsd has no
+# bookworm package: hack/libvirt-host.sh virtiofsd takes it from the runner image.
+# Caveat (seen with libvirt 11.3, QEMU 10.0.2): bookworm's passt
+# 0.0~git20230309 starts, binds the forwarded host port and serves DHCP, but
+# never ACKs the guest's SYN-ACK, so a forwarded TCP connection gets no data.
+libvirt_need=0
+for cmd in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img passt; do
+	command -v "$cmd" >/dev/null 2>&1 || libvirt_need=1
+done
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || libvirt_need=1
+if [ "$libvirt_need" = 1 ]; then
+	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	if [ "$codename" = bookworm ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+		echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/bcvk-backports.list
+	fi
+	apt-get update -qq
+	libvirt_pkgs=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-storage libvirt-clients
+		qemu-system-x86 qemu-utils)
+	if [ "$codename" = bookworm ]; then
+		apt-get install -y -qq --no-install-recommends -t bookworm-backports "${libvirt_pkgs[@]}" >/dev/null
+	else
+		apt-get install -y -qq --no-install-recommends "${libvirt_pkgs[@]}" >/dev/null
+	fi
+	apt-get install -y -qq --no-install-recommends ovmf passt >/dev/null
+fi
+
 # crun fails on hybrid cgroup hosts and podman's default rlimits need
 # CAP_SYS_RESOURCE; a nofile limit at the hard limit also keeps virtiofsd alive.
 conf=/etc/containers/containers.conf
@@ -68,4 +98,4 @@ if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
 fi
 
 podman version --format '{{.Client.Version}}' >/dev/null
-echo "install-host-deps: podman $(podman version --format '{{.Client.Version}}'), mmdebstrap $(mmdebstrap --version | awk '{print $2}')"
+echo "install-host-deps: podman $(podman version --format '{{.Client.Version}}'), mmdebstrap $(mmdebstrap --version | awk '{print $2}'), libvirt $(libvirtd --version | awk '{print $NF}'), qemu $(qemu-system-x86_64 --version | awk 'NR==1{print $4}')"
