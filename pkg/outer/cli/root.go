@@ -115,7 +115,7 @@ func NewRootCommand(st Streams) *cobra.Command {
 	}
 	pf.StringVar(&g.runnerImage, "runner-image", defRunner, "the runner image with QEMU and virtiofsd (env BCVK_RUNNER_IMAGE)")
 
-	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st), newToDiskCommand(g, st), newSystemCommand(g, st))
+	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st), newToDiskCommand(g, st), newLibvirtCommand(g, st), newSystemCommand(g, st))
 	// The project plan's names stay valid.
 	runAlias := newRunCommand(g, st)
 	runAlias.Use = strings.Replace(runAlias.Use, "run", "run-ephemeral", 1)
@@ -125,6 +125,9 @@ func NewRootCommand(st Streams) *cobra.Command {
 	root.AddCommand(runAlias, sshAlias, newGenDocCommand(st))
 	return root
 }
+
+// quietSignals marks a command that a signal ends in the normal course.
+const quietSignals = "bcvk.quiet-signals"
 
 // Main runs bcvk with args and returns the exit status. Only cmd/bcvk's main
 // calls os.Exit.
@@ -153,11 +156,18 @@ func Main(args []string, st Streams) int {
 
 	root := NewRootCommand(st)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	ran, err := root.ExecuteContextC(ctx)
 	select {
 	case <-gotSig:
+		if ran != nil && ran.Annotations[quietSignals] != "" {
+			// ssh ends its ProxyCommand with SIGHUP: no news.
+			return 128 + int(got.(syscall.Signal))
+		}
 		var ce *vm.CleanupError
+		var kept *KeptError
 		switch {
+		case errors.As(err, &kept):
+			fmt.Fprintf(st.Err, "bcvk: interrupted by %v; the VM %s was made and stays (`%s` removes it)\n", got, kept.Name, kept.How)
 		case errors.As(err, &ce):
 			fmt.Fprintf(st.Err, "Error: %v\n", strings.TrimSpace(ce.Error()))
 			fmt.Fprintf(st.Err, "bcvk: interrupted by %v; some of what it started could not be removed (see above): `bcvk ephemeral rm-all` removes VMs left behind\n", got)

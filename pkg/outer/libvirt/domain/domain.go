@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bcvk/bcvk/pkg/credential"
 	"libvirt.org/go/libvirtxml"
 )
 
@@ -105,6 +106,11 @@ type Config struct {
 	// ConsoleLog is the file on the libvirt host that the serial console is
 	// copied to (written by virtlogd).
 	ConsoleLog string
+	// Credentials are systemd credentials as SMBIOS OEM strings
+	// ("io.systemd.credential.binary:NAME=BASE64", credential.SMBIOS): the
+	// VM's public key and its mounts, read by the guest's systemd at every
+	// boot. Public data only: anyone who can read the domain sees them.
+	Credentials []string
 	// Metadata is stored under bcvk's namespace in <metadata>. Its SSHPort
 	// is set from Config.SSHPort.
 	Metadata Metadata
@@ -277,6 +283,11 @@ func (c Config) validate() error {
 	if err := checkPath("console log", c.ConsoleLog); err != nil {
 		return err
 	}
+	for _, v := range c.Credentials {
+		if err := credential.ValidSMBIOS(v); err != nil {
+			return invalid("credential: %v", err)
+		}
+	}
 	return c.Metadata.validate()
 }
 
@@ -324,6 +335,12 @@ func XML(c Config) (string, error) {
 		// paths are the ones we checked for.
 		d.OS.Loader = &libvirtxml.DomainLoader{Path: c.OVMFCode, Readonly: "yes", Type: "pflash", Secure: "no"}
 		d.OS.NVRam = &libvirtxml.DomainNVRam{NVRam: c.NVRAM, Template: c.OVMFVars}
+	}
+	if len(c.Credentials) > 0 {
+		d.OS.SMBios = &libvirtxml.DomainSMBios{Mode: "sysinfo"}
+		d.SysInfo = []libvirtxml.DomainSysInfo{{SMBIOS: &libvirtxml.DomainSysInfoSMBIOS{
+			OEMStrings: &libvirtxml.DomainSysInfoOEMStrings{Entry: append([]string(nil), c.Credentials...)},
+		}}}
 	}
 	if c.Network == NetworkSlirp {
 		d.QEMUCommandline = slirpArgs(c)
@@ -435,7 +452,9 @@ func slirpArgs(c Config) *libvirtxml.DomainQEMUCommandline {
 		}
 		netdev += ",hostfwd=tcp:" + addr + ":" + strconv.Itoa(int(p.HostPort)) + "-:" + strconv.Itoa(int(p.GuestPort))
 	}
-	args := []string{"-netdev", netdev, "-device", "virtio-net-pci,netdev=bcvknet0"}
+	// An explicit slot: libvirt places its own PCIe root ports from slot
+	// 1 without knowing of this device.
+	args := []string{"-netdev", netdev, "-device", "virtio-net-pci,netdev=bcvknet0,bus=pcie.0,addr=0x10"}
 	cl := &libvirtxml.DomainQEMUCommandline{}
 	for _, a := range args {
 		cl.Args = append(cl.Args, libvirtxml.DomainQEMUCommandlineArg{Value: a})

@@ -1,0 +1,475 @@
+package vms
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/bcvk/bcvk/pkg/credential"
+	"github.com/bcvk/bcvk/pkg/outer/libvirt/conn"
+	"github.com/bcvk/bcvk/pkg/outer/libvirt/domain"
+	"github.com/bcvk/bcvk/pkg/outer/libvirt/storage"
+	"github.com/bcvk/bcvk/pkg/outer/progress"
+	"github.com/bcvk/bcvk/pkg/outer/vm"
+	"github.com/bcvk/bcvk/pkg/sshkey"
+)
+
+// Bind is a --bind or --ro-bind share: a directory on the libvirt host
+// mounted at Guest by the guest's systemd (fstab.extra credential).
+type Bind struct {
+	Host, Guest string
+	ReadOnly    bool
+}
+
+// Port is a --port HOST:GUEST forward on the libvirt host's loopback.
+type Port struct{ Host, Guest uint16 }
+
+// RunOptions are a new VM's.
+type RunOptions struct {
+	Name      string
+	MemoryMiB uint64
+	VCPUs     uint
+	// Accel is auto, kvm or tcg.
+	Accel    string
+	Firmware domain.Firmware
+	// DiskSize is the clone's virtual size (at least the base's).
+	DiskSize uint64
+	Ports    []Port
+	Binds    []Bind
+	Labels   map[string]string
+	// Network is "user" (QEMU's SLIRP with hostfwd, the default) or
+	// "passt" (libvirt's passt backend, where the host's passt is recent).
+	Network string
+	Version string
+	// Base says which base the VM is made on; MakeBase makes it when the
+	// pool has none (bcvk's to-disk, then an upload).
+	Base     storage.BaseKey
+	MakeBase func(ctx context.Context, dir string) (path string, err error)
+	Replace  bool
+	Progress progress.Mode
+}
+
+// Created is what Run made.
+type Created struct {
+	VM       VM
+	BaseMade bool
+	Clone    time.Duration
+}
+
+var guestPathRE = regexp.MustCompile(`^/[^\x00-\x20\\\x7f]*$`)
+
+// Run makes and starts a VM. On any failure (a signal too) it removes what
+// it made: domain, clone and key; a finished base stays for the next VM.
+func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status, errOut io.Writer) (c Created, err error) {
+	var cl vm.Cleanups
+	defer func() { err = cl.Finish(err) }()
+	if err := domain.ValidName(o.Name); err != nil {
+		return c, err
+	}
+	for _, b := range o.Binds {
+		if !guestPathRE.MatchString(b.Guest) || filepath.Clean(b.Guest) != b.Guest || b.Guest == "/" {
+			return c, fmt.Errorf("--bind %s:%s: the guest path must be a clean absolute path without spaces", b.Host, b.Guest)
+		}
+	}
+	status.Start("Connecting to " + m.C.URI().String())
+	if d, err := m.L().DomainLookupByName(o.Name); err == nil {
+		v, derr := m.describe(d)
+		if errors.Is(derr, domain.ErrNotBcvk) {
+			return c, fmt.Errorf("a domain named %s exists on %s and bcvk did not make it: choose another --name", o.Name, m.C.URI().String())
+		}
+		if derr != nil {
+			return c, derr
+		}
+		if !o.Replace {
+			return c, fmt.Errorf("a VM named %s exists on %s: choose another --name, remove it (bcvk libvirt rm -f %s) or pass --replace", o.Name, m.C.URI().String(), o.Name)
+		}
+		status.Start("Replacing " + o.Name)
+		if err := m.Remove(ctx, v, true); err != nil {
+			return c, err
+		}
+	} else if !storage.IsNotFound(err) {
+		return c, lerr("looking up domain "+o.Name, err)
+	}
+	typ, err := m.domainType(o.Accel)
+	if err != nil {
+		return c, err
+	}
+	network, err := m.network(typ, o.Network)
+	if err != nil {
+		return c, err
+	}
+
+	pool, err := m.Store.Ensure()
+	if err != nil {
+		return c, err
+	}
+	base, ok, err := m.Store.FindBase(pool, o.Base)
+	if err != nil {
+		return c, err
+	}
+	if !ok {
+		status.End(true)
+		fmt.Fprintf(errOut, "No base disk for %s (%s) in pool %s yet: making one with bcvk to-disk\n", o.Base.Image, o.Base.Hash(), m.Store.Pool)
+		if base, err = m.makeBase(ctx, pool, o, status, errOut); err != nil {
+			return c, err
+		}
+		c.BaseMade = true
+	}
+
+	status.Start("Cloning the base disk for " + o.Name)
+	t0 := time.Now()
+	clonePath, err := m.Store.Clone(pool, o.Name, base, o.DiskSize)
+	if err != nil {
+		return c, err
+	}
+	c.Clone = time.Since(t0)
+	cl.Add(func(context.Context) error { return m.Store.Delete(pool, storage.CloneName(o.Name)) })
+
+	uuid, err := newUUID()
+	if err != nil {
+		return c, err
+	}
+	pair, err := sshkey.Generate("bcvk-libvirt-" + o.Name)
+	if err != nil {
+		return c, err
+	}
+	keyPath := m.Keys.Private(uuid)
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		return c, fmt.Errorf("making the key directory: %w", err)
+	}
+	cl.Add(func(context.Context) error { return m.Keys.Remove(uuid) })
+	if err := pair.Write(keyPath); err != nil {
+		return c, fmt.Errorf("writing the VM's SSH key: %w", err)
+	}
+	creds, err := credentials(pair.Public, o.Binds)
+	if err != nil {
+		return c, err
+	}
+
+	cfg := domain.Config{
+		Name: o.Name, UUID: uuid, MemoryMiB: o.MemoryMiB, VCPUs: o.VCPUs, Type: typ, Firmware: o.Firmware,
+		Disk: domain.Disk{Path: clonePath, Format: "qcow2"}, Network: network,
+		ConsoleLog: m.consoleLog(o.Name), Credentials: creds,
+		Metadata: domain.Metadata{
+			Image: o.Base.Image, Digest: o.Base.Digest, BaseDisk: base.Name, Version: o.Version,
+			Created: time.Now().UTC().Truncate(time.Second), Labels: o.Labels,
+			Install: domain.InstallOptions{Filesystem: o.Base.Filesystem, RootSize: o.Base.RootSize,
+				DiskSize: o.Base.DiskSize, KernelArgs: o.Base.KernelArgs},
+		},
+	}
+	for i, b := range o.Binds {
+		cfg.Shares = append(cfg.Shares, domain.Share{Source: b.Host, Tag: shareTag(i), ReadOnly: b.ReadOnly})
+	}
+	for _, p := range o.Ports {
+		cfg.Ports = append(cfg.Ports, domain.PortForward{HostPort: p.Host, GuestPort: p.Guest})
+	}
+
+	status.Start("Starting " + o.Name)
+	var dom golibvirt.Domain
+	defined := false
+	cl.Add(func(context.Context) error {
+		if !defined {
+			return nil
+		}
+		_ = m.L().DomainDestroy(dom)
+		err := m.L().DomainUndefineFlags(dom, golibvirt.DomainUndefineNvram|golibvirt.DomainUndefineManagedSave)
+		if storage.IsNotFound(err) {
+			return nil
+		}
+		return lerr("undefining domain "+o.Name, err)
+	})
+	// The SSH port is chosen before QEMU (or passt) binds it, so another
+	// process can take it in between: then another port, a few times.
+	used, err := m.usedPorts()
+	if err != nil {
+		return c, err
+	}
+	for _, p := range o.Ports {
+		used[p.Host] = true
+	}
+	for attempt := 0; ; attempt++ {
+		if cfg.SSHPort, err = m.freePort(used); err != nil {
+			return c, err
+		}
+		x, err := domain.XML(cfg)
+		if err != nil {
+			return c, err
+		}
+		if dom, err = m.L().DomainDefineXMLFlags(x, golibvirt.DomainDefineValidate); err != nil {
+			return c, lerr("defining domain "+o.Name, err)
+		}
+		defined = true
+		err = m.L().DomainCreate(dom)
+		if err == nil {
+			break
+		}
+		if attempt < 4 && addrInUse(err) {
+			used[cfg.SSHPort] = true
+			continue
+		}
+		return c, lerr("starting domain "+o.Name, err)
+	}
+	v, err := m.describe(dom)
+	if err != nil {
+		return c, err
+	}
+	cl = nil // the VM is made; nothing to undo
+	status.End(true)
+	c.VM = v
+	return c, nil
+}
+
+func (m *Manager) makeBase(ctx context.Context, pool golibvirt.StoragePool, o RunOptions, status *progress.Status, errOut io.Writer) (storage.Base, error) {
+	dir, err := baseWorkDir()
+	if err != nil {
+		return storage.Base{}, err
+	}
+	defer os.RemoveAll(dir)
+	path, err := o.MakeBase(ctx, dir)
+	if err != nil {
+		return storage.Base{}, fmt.Errorf("making the base disk: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return storage.Base{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return storage.Base{}, err
+	}
+	vsize, err := qcow2Size(f)
+	if err != nil {
+		return storage.Base{}, fmt.Errorf("the base disk %s: %w", path, err)
+	}
+	status.Start(fmt.Sprintf("Uploading the base disk (%d MiB) into pool %s through libvirt's stream", fi.Size()>>20, m.Store.Pool))
+	t0 := time.Now()
+	b, err := m.Store.Upload(pool, o.Base, ctxReader{ctx, f}, uint64(fi.Size()), vsize)
+	if err != nil {
+		if ctx.Err() != nil {
+			return b, ctx.Err()
+		}
+		return b, err
+	}
+	status.End(true)
+	fmt.Fprintf(errOut, "Uploaded base disk %s (%d MiB) into pool %s on %s through libvirt's stream in %.0fs\n",
+		b.Name, fi.Size()>>20, m.Store.Pool, m.C.URI().String(), time.Since(t0).Seconds())
+	return b, nil
+}
+
+// baseWorkDir is a private directory for to-disk's output on the client,
+// on disk rather than a tmpfs: $XDG_CACHE_HOME/bcvk/libvirt.
+func baseWorkDir() (string, error) {
+	d := os.Getenv("XDG_CACHE_HOME")
+	if d == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		d = filepath.Join(h, ".cache")
+	}
+	d = filepath.Join(d, "bcvk", "libvirt")
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(d, "base-")
+}
+
+// qcow2Size reads the virtual size from a qcow2 header.
+func qcow2Size(f *os.File) (uint64, error) {
+	var h [32]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil {
+		return 0, fmt.Errorf("reading the qcow2 header: %w", err)
+	}
+	if string(h[:4]) != "QFI\xfb" {
+		return 0, errors.New("not a qcow2 file")
+	}
+	return binary.BigEndian.Uint64(h[24:32]), nil
+}
+
+// shareTag is the virtiofs tag of the i-th share.
+func shareTag(i int) string { return "bcvk-bind-" + strconv.Itoa(i) }
+
+// credentials are the VM's systemd credentials: root's key (read by sshd
+// through bcvk's drop-in) and the shares' fstab lines.
+func credentials(pub string, binds []Bind) ([]string, error) {
+	tmp, err := credential.SMBIOS("tmpfiles.extra", []byte(credential.AuthorizedKeyTmpfiles(pub, "root")))
+	if err != nil {
+		return nil, err
+	}
+	out := []string{tmp}
+	if len(binds) > 0 {
+		var fstab strings.Builder
+		for i, b := range binds {
+			opts := "rw"
+			if b.ReadOnly {
+				opts = "ro"
+			}
+			// nofail: a share that cannot mount must not keep the VM
+			// from booting (and from SSH, which says why).
+			fmt.Fprintf(&fstab, "%s %s virtiofs %s,nofail 0 0\n", shareTag(i), b.Guest, opts)
+		}
+		f, err := credential.SMBIOS("fstab.extra", []byte(fstab.String()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// domainType resolves --accel: kvm only when asked or when the libvirt
+// host offers it and it is not known broken here.
+func (m *Manager) domainType(accel string) (domain.Type, error) {
+	switch accel {
+	case "tcg":
+		return domain.TypeQEMU, nil
+	case "kvm":
+		if !m.offers("kvm") {
+			return "", fmt.Errorf("--accel kvm: the libvirt host %s offers no KVM domains (no usable /dev/kvm there): use --accel tcg", m.C.URI().String())
+		}
+		return domain.TypeKVM, nil
+	}
+	if m.offers("kvm") && !kvmKnownBroken(m) {
+		return domain.TypeKVM, nil
+	}
+	return domain.TypeQEMU, nil
+}
+
+// kvmKnownBroken: on a local connection, bcvk's ephemeral VMs may have
+// found KVM unusable in this host boot (nested KVM that hangs).
+func kvmKnownBroken(m *Manager) bool {
+	if m.C.URI().Remote() {
+		return false
+	}
+	_, failed := vm.CurrentHost().KVMVerdict()
+	return failed
+}
+
+func (m *Manager) offers(virtType string) bool {
+	_, err := m.L().ConnectGetDomainCapabilities(golibvirt.OptString{}, golibvirt.OptString{"x86_64"}, golibvirt.OptString{}, golibvirt.OptString{virtType}, 0)
+	return err == nil
+}
+
+// network resolves --network. SLIRP is the default: Debian 12's passt
+// (2023) binds the forward but never completes an inbound TCP handshake
+// with libvirt 11, and libvirt cannot tell.
+func (m *Manager) network(t domain.Type, want string) (domain.Network, error) {
+	if want != "passt" {
+		return domain.NetworkSlirp, nil
+	}
+	x, err := m.L().ConnectGetDomainCapabilities(golibvirt.OptString{}, golibvirt.OptString{"x86_64"}, golibvirt.OptString{}, golibvirt.OptString{string(t)}, 0)
+	if err != nil {
+		return "", lerr("reading the domain capabilities of "+m.C.URI().String(), err)
+	}
+	var caps libvirtxml.DomainCaps
+	if err := caps.Unmarshal(x); err == nil && caps.Devices != nil && caps.Devices.Interface != nil {
+		for _, e := range caps.Devices.Interface.Enums {
+			if e.Name != "backendType" {
+				continue
+			}
+			for _, v := range e.Values {
+				if v == "passt" {
+					return domain.NetworkPasst, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("--network passt: the libvirt host %s offers no passt backend (install passt there, or use --network user)", m.C.URI().String())
+}
+
+// consoleLog is where virtlogd copies the serial console on the libvirt
+// host.
+func (m *Manager) consoleLog(name string) string {
+	if m.C.URI().Mode == conn.ModeSession {
+		if h, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(h, ".cache", "libvirt", "qemu", "log", name+"-console.log")
+		}
+	}
+	return "/var/log/libvirt/qemu/" + name + "-console.log"
+}
+
+// usedPorts are the forwards of bcvk's other VMs on this libvirt host.
+func (m *Manager) usedPorts() (map[uint16]bool, error) {
+	vms, err := m.List()
+	if err != nil {
+		return nil, err
+	}
+	used := map[uint16]bool{}
+	for _, v := range vms {
+		used[v.Meta.SSHPort] = true
+	}
+	return used, nil
+}
+
+// Port range for SSH forwards on the libvirt host's loopback.
+const portLow, portHigh = 20000, 60000
+
+// freePort picks a port: on the local host one that is free now; on a
+// remote one a random one (a clash is retried at start).
+func (m *Manager) freePort(used map[uint16]bool) (uint16, error) {
+	for range 64 {
+		n, err := rand.Int(rand.Reader, big.NewInt(portHigh-portLow))
+		if err != nil {
+			return 0, err
+		}
+		p := uint16(portLow + n.Int64())
+		if used[p] {
+			continue
+		}
+		if !hostIsLocal(m.C.URI()) {
+			return p, nil
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(int(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, errors.New("found no free port for SSH on the libvirt host")
+}
+
+// hostIsLocal reports whether the libvirt host is this machine.
+func hostIsLocal(u conn.URI) bool {
+	if !u.Remote() {
+		return true
+	}
+	if strings.EqualFold(u.Hostname, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(u.Hostname)
+	return err == nil && ip.IsLoopback()
+}
+
+func addrInUse(err error) bool {
+	s := strings.ToLower(err.Error())
+	return strings.Contains(s, "address already in use") || strings.Contains(s, "could not set up host forwarding")
+}
+
+func newUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], nil
+}
