@@ -13,7 +13,7 @@ NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
 LARGE_IMAGE ?= localhost/bcvk-test-large:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image sample-image large-image demo test unit fuzz integration bench lint clean
+.PHONY: all build deps images base-image runner-image sample-image large-image libvirt-host demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -45,6 +45,12 @@ images: runner-image sample-image
 large-image: sample-image
 	hack/build-large-image.sh $(LARGE_IMAGE) $(SAMPLE_IMAGE)
 
+# libvirtd and virtlogd for `bcvk libvirt` and its tests (no systemd here),
+# with a virtiofsd taken from the runner image where the host has none.
+libvirt-host: runner-image
+	@if [ "$$(id -u)" = 0 ]; then BCVK_RUNNER_IMAGE=$(RUNNER_IMAGE) hack/libvirt-host.sh virtiofsd && hack/libvirt-host.sh start; \
+	else echo "libvirt-host: not root, using the libvirtd that runs" >&2; fi
+
 demo: images
 	bin/bcvk ephemeral run-ssh $(SAMPLE_IMAGE) -- sh -c 'uname -a; cat /etc/os-release | head -2; systemctl is-system-running'
 
@@ -59,7 +65,7 @@ unit:
 
 # The log is kept in _output/integration.log; the slowest tests are printed
 # at the end, pass or fail.
-integration: images large-image
+integration: images large-image libvirt-host
 	@mkdir -p _output
 	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_SAMPLE_BOOTC_IMAGE=$(SAMPLE_BOOTC_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
 		BCVK_LARGE_IMAGE=$(LARGE_IMAGE) \

@@ -16,9 +16,10 @@ need=()
 # ssh-keygen check ssh-config and the key format; procps (pgrep, ps) serves
 # the fault tests (stray processes, key not on a command line); scp, sftp,
 # rsync and ansible (ansible-core) are the real clients the ssh-config tests
-# drive.
+# drive; sshd (openssh-server, never started as a service) plays a remote
+# libvirt host's sshd in the libvirt tests.
 for cmd in podman runc mmdebstrap newuidmap slirp4netns cpio docker-registry openssl ssh ssh-keygen scp sftp \
-	pgrep ps rsync ansible; do
+	pgrep ps rsync ansible sshd; do
 	command -v "$cmd" >/dev/null 2>&1 || need+=("$cmd")
 done
 
@@ -32,11 +33,11 @@ if [ "${#need[@]}" -gt 0 ]; then
 		podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns \
 		golang-github-containernetworking-plugin-dnsname containernetworking-plugins \
 		catatonit iptables cpio ca-certificates zstd xz-utils \
-		docker-registry openssl openssh-client procps rsync ansible-core >/dev/null || \
+		docker-registry openssl openssh-client openssh-server procps rsync ansible-core >/dev/null || \
 	apt-get install -y -qq --no-install-recommends \
 		podman runc uidmap slirp4netns fuse-overlayfs containernetworking-plugins \
 		catatonit iptables cpio ca-certificates zstd xz-utils \
-		docker-registry openssl openssh-client procps rsync ansible-core >/dev/null
+		docker-registry openssl openssh-client openssh-server procps rsync ansible-core >/dev/null
 	if [ "$codename" = bookworm ]; then
 		apt-get install -y -qq --no-install-recommends -t bookworm-backports mmdebstrap >/dev/null
 	else

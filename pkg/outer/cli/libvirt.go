@@ -168,7 +168,7 @@ func parsePortMap(s string) (vms.Port, error) {
 	return vms.Port{Host: uint16(hp), Guest: uint16(gp)}, nil
 }
 
-func parseLibvirtBind(s string, ro bool) (vms.Bind, error) {
+func parseLibvirtBind(s string, ro, remote bool) (vms.Bind, error) {
 	flag := "--bind"
 	if ro {
 		flag = "--ro-bind"
@@ -176,6 +176,10 @@ func parseLibvirtBind(s string, ro bool) (vms.Bind, error) {
 	h, g, ok := strings.Cut(s, ":")
 	if !ok || h == "" || g == "" {
 		return vms.Bind{}, usageError{fmt.Errorf("%s %q: use HOST_DIR:GUEST_DIR", flag, s)}
+	}
+	if !filepath.IsAbs(h) && remote {
+		// The directory is on the libvirt host, not relative to us.
+		return vms.Bind{}, usageError{fmt.Errorf("%s %q: give the directory on the remote libvirt host as an absolute path", flag, s)}
 	}
 	abs, err := filepath.Abs(h)
 	if err != nil {
@@ -237,15 +241,20 @@ func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRu
 		}
 		o.Ports = append(o.Ports, pm)
 	}
+	u, err := conn.DefaultURI(lg.connect, os.Getenv)
+	if err != nil {
+		return usageError{err}
+	}
+	remoteHost := !vmsHostIsLocal(u)
 	for _, b := range f.binds {
-		bb, err := parseLibvirtBind(b, false)
+		bb, err := parseLibvirtBind(b, false, remoteHost)
 		if err != nil {
 			return err
 		}
 		o.Binds = append(o.Binds, bb)
 	}
 	for _, b := range f.roBinds {
-		bb, err := parseLibvirtBind(b, true)
+		bb, err := parseLibvirtBind(b, true, remoteHost)
 		if err != nil {
 			return err
 		}
@@ -418,6 +427,9 @@ func newLibvirtListCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 				list[i].SSH.Command = libvirtSSHCommand(self, lg, list[i].Name)
 			}
 			if asJSON {
+				if list == nil {
+					list = []vms.VM{}
+				}
 				return writeJSON(st.Out, list)
 			}
 			tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
@@ -785,3 +797,6 @@ func libvirtRmHint(lg *libvirtGlobals, name string) string {
 	}
 	return c + " rm -f " + name
 }
+
+// vmsHostIsLocal: the libvirt host is this machine.
+func vmsHostIsLocal(u conn.URI) bool { return vms.HostIsLocal(u) }

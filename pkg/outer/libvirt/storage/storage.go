@@ -233,11 +233,11 @@ func (s *Store) Lookup(p golibvirt.StoragePool, name string) (v golibvirt.Storag
 
 // Base is a finished base disk.
 type Base struct {
-	Name      string
-	Path      string // on the libvirt host
-	Capacity  uint64
-	Allocated uint64
-	Key       BaseKey
+	Name      string  `json:"name"`
+	Path      string  `json:"path"` // on the libvirt host
+	Capacity  uint64  `json:"capacity"`
+	Allocated uint64  `json:"allocated"`
+	Key       BaseKey `json:"key"`
 }
 
 // FindBase returns the finished base of k, if the pool has one.

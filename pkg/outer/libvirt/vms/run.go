@@ -88,6 +88,7 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 		}
 	}
 	status.Start("Connecting to " + m.C.URI().String())
+	var old *VM
 	if d, err := m.L().DomainLookupByName(o.Name); err == nil {
 		v, derr := m.describe(d)
 		if errors.Is(derr, domain.ErrNotBcvk) {
@@ -99,10 +100,9 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 		if !o.Replace {
 			return c, fmt.Errorf("a VM named %s exists on %s: choose another --name, remove it (bcvk libvirt rm -f %s) or pass --replace", o.Name, m.C.URI().String(), o.Name)
 		}
-		status.Start("Replacing " + o.Name)
-		if err := m.Remove(ctx, v, true); err != nil {
-			return c, err
-		}
+		// Removed only once the new VM's base is there: a failed replace
+		// leaves the old VM.
+		old = &v
 	} else if !storage.IsNotFound(err) {
 		return c, lerr("looking up domain "+o.Name, err)
 	}
@@ -132,6 +132,12 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 		c.BaseMade = true
 	}
 
+	if old != nil {
+		status.Start("Replacing " + o.Name)
+		if err := m.Remove(ctx, *old, true); err != nil {
+			return c, err
+		}
+	}
 	status.Start("Cloning the base disk for " + o.Name)
 	t0 := time.Now()
 	clonePath, err := m.Store.Clone(pool, o.Name, base, o.DiskSize)
@@ -433,7 +439,7 @@ func (m *Manager) freePort(used map[uint16]bool) (uint16, error) {
 		if used[p] {
 			continue
 		}
-		if !hostIsLocal(m.C.URI()) {
+		if !HostIsLocal(m.C.URI()) {
 			return p, nil
 		}
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(int(p)))
@@ -446,8 +452,8 @@ func (m *Manager) freePort(used map[uint16]bool) (uint16, error) {
 	return 0, errors.New("found no free port for SSH on the libvirt host")
 }
 
-// hostIsLocal reports whether the libvirt host is this machine.
-func hostIsLocal(u conn.URI) bool {
+// HostIsLocal reports whether the libvirt host is this machine.
+func HostIsLocal(u conn.URI) bool {
 	if !u.Remote() {
 		return true
 	}

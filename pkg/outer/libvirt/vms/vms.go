@@ -16,6 +16,7 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/conn"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/domain"
@@ -63,14 +64,12 @@ var ErrNoVM = errors.New("no such bcvk VM")
 
 // VM is one of bcvk's domains as list and inspect show it.
 type VM struct {
-	Name     string          `json:"name"`
-	UUID     string          `json:"uuid"`
-	State    string          `json:"state"`
-	Meta     domain.Metadata `json:"metadata"`
-	SSH      SSHInfo         `json:"ssh"`
-	Disk     string          `json:"disk,omitempty"`
-	Firmware string          `json:"firmware,omitempty"`
-	dom      golibvirt.Domain
+	Name  string          `json:"name"`
+	UUID  string          `json:"uuid"`
+	State string          `json:"state"`
+	Meta  domain.Metadata `json:"metadata"`
+	SSH   SSHInfo         `json:"ssh"`
+	dom   golibvirt.Domain
 }
 
 // SSHInfo is how to reach the VM.
@@ -175,13 +174,10 @@ func (m *Manager) Get(name string) (VM, error) {
 	return v, err
 }
 
-// Running reports whether the domain is up (running, idle or paused).
+// Running reports whether QEMU may still run the domain: anything but
+// shut off or crashed (a suspended guest's QEMU lives on).
 func (v VM) Running() bool {
-	switch v.State {
-	case "running", "idle", "paused", "in shutdown":
-		return true
-	}
-	return false
+	return v.State != "shut off" && v.State != "crashed"
 }
 
 // Start boots a stopped VM.
@@ -261,22 +257,56 @@ func (m *Manager) Remove(ctx context.Context, v VM, force bool) error {
 			return lerr("stopping domain "+v.Name, err)
 		}
 	}
+	// The clone is found by the domain's disk, in whatever pool it is.
+	clone := m.clonePath(v)
 	flags := golibvirt.DomainUndefineNvram | golibvirt.DomainUndefineManagedSave | golibvirt.DomainUndefineSnapshotsMetadata | golibvirt.DomainUndefineCheckpointsMetadata
 	if err := m.L().DomainUndefineFlags(v.dom, flags); err != nil && !storage.IsNotFound(err) {
 		return lerr("undefining domain "+v.Name, err)
 	}
-	return m.removeLeftovers(v.Name, v.UUID)
+	var errs []error
+	if clone != "" {
+		vol, err := m.L().StorageVolLookupByPath(clone)
+		switch {
+		case storage.IsNotFound(err):
+		case err != nil:
+			errs = append(errs, lerr("looking up the disk "+clone+" of "+v.Name, err))
+		case vol.Name == storage.CloneName(v.Name):
+			if err := m.L().StorageVolDelete(vol, 0); err != nil && !storage.IsNotFound(err) {
+				errs = append(errs, lerr("deleting the disk "+clone+" of "+v.Name, err))
+			}
+		}
+	}
+	errs = append(errs, m.removeLeftovers(v.Name, v.UUID))
+	return errors.Join(errs...)
+}
+
+// clonePath is the file of the VM's first disk, if it is one.
+func (m *Manager) clonePath(v VM) string {
+	x, err := m.L().DomainGetXMLDesc(v.dom, golibvirt.DomainXMLInactive)
+	if err != nil {
+		return ""
+	}
+	var d libvirtxml.Domain
+	if d.Unmarshal(x) != nil || d.Devices == nil {
+		return ""
+	}
+	for _, disk := range d.Devices.Disks {
+		if disk.Device == "disk" && disk.Source != nil && disk.Source.File != nil {
+			return disk.Source.File.File
+		}
+	}
+	return ""
 }
 
 // removeLeftovers deletes a VM's clone and key.
 func (m *Manager) removeLeftovers(name, uuid string) error {
-	p, ok, err := m.Store.Find()
-	if err != nil || !ok {
-		return err
-	}
 	var errs []error
-	if err := m.Store.Delete(p, storage.CloneName(name)); err != nil {
+	if p, ok, err := m.Store.Find(); err != nil {
 		errs = append(errs, err)
+	} else if ok {
+		if err := m.Store.Delete(p, storage.CloneName(name)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := m.Keys.Remove(uuid); err != nil {
 		errs = append(errs, err)

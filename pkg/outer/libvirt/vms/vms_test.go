@@ -397,8 +397,8 @@ func TestHostIsLocal(t *testing.T) {
 			t.Errorf("ParseURI(%q): %v", tc.uri, err)
 			continue
 		}
-		if got := hostIsLocal(u); got != tc.want {
-			t.Errorf("hostIsLocal(%s) = %v, want %v", tc.uri, got, tc.want)
+		if got := HostIsLocal(u); got != tc.want {
+			t.Errorf("HostIsLocal(%s) = %v, want %v", tc.uri, got, tc.want)
 		}
 	}
 }
