@@ -78,9 +78,10 @@ fuzz:
 
 test: unit fuzz integration
 
-bench: images
+bench: images libvirt-host
 	hack/bench.sh
 	hack/bench-extras.sh
+	hack/bench-libvirt.sh
 
 # Man pages and the command reference, generated from the command tree.
 man: build

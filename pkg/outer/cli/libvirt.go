@@ -17,11 +17,13 @@ import (
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/domain"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/storage"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/vms"
+	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/outer/todisk"
 	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/sshclient"
+	"github.com/bcvk/bcvk/pkg/storageconf"
 	"github.com/bcvk/bcvk/pkg/units"
 	"github.com/bcvk/bcvk/pkg/version"
 	"github.com/spf13/cobra"
@@ -96,7 +98,7 @@ type libvirtRunFlags struct {
 	name, memory, itype, diskSize, filesystem, rootSize, firmware, accel, network string
 	vcpus                                                                         int
 	kargs, ports, binds, roBinds, labels                                          []string
-	ssh, replace                                                                  bool
+	ssh, replace, bindStorage                                                     bool
 	timeout, installTimeout                                                       time.Duration
 	pull                                                                          string
 }
@@ -149,6 +151,7 @@ VM's sshd and opens a shell, or runs COMMAND and exits with its status.`,
 	fs.StringArrayVar(&f.binds, "bind", nil, "share HOST_DIR:GUEST_DIR read-write with virtiofs (HOST_DIR on the libvirt host; repeatable)")
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "share HOST_DIR:GUEST_DIR read-only (repeatable)")
 	fs.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE kept in the VM's metadata (repeatable)")
+	fs.BoolVar(&f.bindStorage, "bind-storage-ro", false, "share this host's container storage read-only with the guest's podman (at "+vms.HostStorageDir+"; the libvirt host must be this machine; root only)")
 	fs.BoolVar(&f.ssh, "ssh", false, "wait for SSH, then open a shell or run the COMMAND after --")
 	fs.BoolVar(&f.replace, "replace", false, "remove a bcvk VM of the same name first")
 	fs.DurationVar(&f.timeout, "timeout", vms.DefaultSSHTimeout, "how long --ssh waits for the VM's sshd")
@@ -313,6 +316,14 @@ func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRu
 	})
 	if o.Name == "" {
 		o.Name = defaultVMName(image)
+	}
+	if f.bindStorage {
+		if remoteHost {
+			return usageError{errors.New("--bind-storage-ro shares this machine's container storage: the libvirt host must be this machine")}
+		}
+		if o.Storage, err = hostStorage(ctx, img.ID); err != nil {
+			return err
+		}
 	}
 	o.MakeBase = func(ctx context.Context, dir string) (string, error) {
 		disk := filepath.Join(dir, "base.qcow2")
@@ -800,3 +811,39 @@ func libvirtRmHint(lg *libvirtGlobals, name string) string {
 
 // vmsHostIsLocal: the libvirt host is this machine.
 func vmsHostIsLocal(u conn.URI) bool { return vms.HostIsLocal(u) }
+
+// hostStorage reads the image's storage.conf and adds this host's graph
+// root (shared at vms.HostStorageDir) as an additional image store.
+func hostStorage(ctx context.Context, imageID string) (*vms.HostStorage, error) {
+	pc, err := podman.New()
+	if err != nil {
+		return nil, err
+	}
+	info, err := pc.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.Store.GraphRoot == "" || info.Host.Security.Rootless {
+		return nil, errors.New("--bind-storage-ro: needs root's podman storage (podman info names no graph root, or podman is rootless)")
+	}
+	root, err := pc.MountImage(ctx, imageID)
+	if err != nil {
+		return nil, fmt.Errorf("--bind-storage-ro: reading the image's storage.conf: %w", err)
+	}
+	conf, err := storageconf.Read(root)
+	if uerr := pc.UnmountImage(context.WithoutCancel(ctx), imageID); err == nil && uerr != nil {
+		err = uerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	conf, err = storageconf.Merge(conf, vms.HostStorageDir, info.Store.GraphDriverName)
+	if err != nil {
+		return nil, fmt.Errorf("the image's storage.conf: %w", err)
+	}
+	b, err := storageconf.Encode(conf, "Written by bcvk at every boot: the host's container storage is an additional image store.")
+	if err != nil {
+		return nil, err
+	}
+	return &vms.HostStorage{GraphRoot: info.Store.GraphRoot, Conf: b}, nil
+}

@@ -284,3 +284,23 @@ func CheckMountPath(what, p string) error {
 	}
 	return nil
 }
+
+// MountImage mounts an image read-only and returns where (root only:
+// rootless podman mounts in its own namespace). UnmountImage undoes it.
+func (c *Client) MountImage(ctx context.Context, id string) (string, error) {
+	out, err := c.Output(ctx, "image", "mount", "--", id)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\n\x00") {
+		return "", fmt.Errorf("podman image mount %s printed %.80q, not a path", id, p)
+	}
+	return p, nil
+}
+
+// UnmountImage unmounts an image mounted by MountImage.
+func (c *Client) UnmountImage(ctx context.Context, id string) error {
+	_, err := c.Output(ctx, "image", "unmount", "--", id)
+	return err
+}

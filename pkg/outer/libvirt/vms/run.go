@@ -1,6 +1,7 @@
 package vms
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -37,6 +38,20 @@ type Bind struct {
 	ReadOnly    bool
 }
 
+// HostStorage shares the libvirt host's container storage read-only with
+// the guest's podman (--bind-storage-ro; the libvirt host is this machine).
+type HostStorage struct {
+	GraphRoot string
+	// Conf is the image's storage.conf with the share added as an
+	// additional image store (storageconf.Merge), written at every boot.
+	Conf []byte
+}
+
+// HostStorageDir is where the guest mounts it, as in ephemeral VMs.
+const HostStorageDir = "/run/bcvk/host-storage"
+
+const hostStorageTag = "bcvk-host-storage"
+
 // Port is a --port HOST:GUEST forward on the libvirt host's loopback.
 type Port struct{ Host, Guest uint16 }
 
@@ -53,6 +68,7 @@ type RunOptions struct {
 	Ports    []Port
 	Binds    []Bind
 	Labels   map[string]string
+	Storage  *HostStorage
 	// Network is "user" (QEMU's SLIRP with hostfwd, the default) or
 	// "passt" (libvirt's passt backend, where the host's passt is recent).
 	Network string
@@ -163,7 +179,7 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 	if err := pair.Write(keyPath); err != nil {
 		return c, fmt.Errorf("writing the VM's SSH key: %w", err)
 	}
-	creds, err := credentials(pair.Public, o.Binds)
+	creds, err := credentials(pair.Public, o.Binds, o.Storage)
 	if err != nil {
 		return c, err
 	}
@@ -181,6 +197,9 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 	}
 	for i, b := range o.Binds {
 		cfg.Shares = append(cfg.Shares, domain.Share{Source: b.Host, Tag: shareTag(i), ReadOnly: b.ReadOnly})
+	}
+	if o.Storage != nil {
+		cfg.Shares = append(cfg.Shares, domain.Share{Source: o.Storage.GraphRoot, Tag: hostStorageTag, ReadOnly: true})
 	}
 	for _, p := range o.Ports {
 		cfg.Ports = append(cfg.Ports, domain.PortForward{HostPort: p.Host, GuestPort: p.Guest})
@@ -209,6 +228,7 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 	for _, p := range o.Ports {
 		used[p.Host] = true
 	}
+	logStart := fileSize(cfg.ConsoleLog)
 	for attempt := 0; ; attempt++ {
 		if cfg.SSHPort, err = m.freePort(used); err != nil {
 			return c, err
@@ -229,7 +249,38 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 			used[cfg.SSHPort] = true
 			continue
 		}
+		if cfg.Type == domain.TypeKVM && o.Accel == "auto" {
+			// QEMU refused KVM (with host-passthrough, nested KVM can
+			// abort on an MSR): TCG then.
+			why := strings.TrimSpace(err.Error())
+			fmt.Fprintf(errOut, "KVM could not start %s (%.200s): using TCG software emulation\n", o.Name, why)
+			if HostIsLocal(m.C.URI()) {
+				vm.CurrentHost().RememberKVMUnusable("libvirt VM " + o.Name + ": " + why)
+			}
+			cfg.Type = domain.TypeQEMU
+			continue
+		}
 		return c, lerr("starting domain "+o.Name, err)
+	}
+	if cfg.Type == domain.TypeKVM && o.Accel == "auto" && HostIsLocal(m.C.URI()) {
+		status.Start("Checking that KVM boots " + o.Name)
+		if ok, why := m.watchKVM(ctx, dom, cfg.ConsoleLog, logStart); !ok {
+			status.End(false)
+			fmt.Fprintf(errOut, "KVM did not boot %s (%s): starting it again with TCG software emulation; later VMs on this host use TCG at once\n", o.Name, why)
+			vm.CurrentHost().RememberKVMUnusable("libvirt VM " + o.Name + ": " + why)
+			_ = m.L().DomainDestroy(dom)
+			cfg.Type = domain.TypeQEMU
+			x, err := domain.XML(cfg)
+			if err != nil {
+				return c, err
+			}
+			if dom, err = m.L().DomainDefineXMLFlags(x, golibvirt.DomainDefineValidate); err != nil {
+				return c, lerr("defining domain "+o.Name, err)
+			}
+			if err := m.L().DomainCreate(dom); err != nil {
+				return c, lerr("starting domain "+o.Name, err)
+			}
+		}
 	}
 	v, err := m.describe(dom)
 	if err != nil {
@@ -313,24 +364,31 @@ func qcow2Size(f *os.File) (uint64, error) {
 func shareTag(i int) string { return "bcvk-bind-" + strconv.Itoa(i) }
 
 // credentials are the VM's systemd credentials: root's key (read by sshd
-// through bcvk's drop-in) and the shares' fstab lines.
-func credentials(pub string, binds []Bind) ([]string, error) {
-	tmp, err := credential.SMBIOS("tmpfiles.extra", []byte(credential.AuthorizedKeyTmpfiles(pub, "root")))
+// through bcvk's drop-in), the shares' fstab lines, and with host storage
+// the guest's storage.conf.
+func credentials(pub string, binds []Bind, hs *HostStorage) ([]string, error) {
+	tmpfiles := credential.AuthorizedKeyTmpfiles(pub, "root")
+	var fstab strings.Builder
+	for i, b := range binds {
+		opts := "rw"
+		if b.ReadOnly {
+			opts = "ro"
+		}
+		// nofail: a share that cannot mount must not keep the VM
+		// from booting (and from SSH, which says why).
+		fmt.Fprintf(&fstab, "%s %s virtiofs %s,nofail 0 0\n", shareTag(i), b.Guest, opts)
+	}
+	if hs != nil {
+		fmt.Fprintf(&fstab, "%s %s virtiofs ro,nofail 0 0\n", hostStorageTag, HostStorageDir)
+		// f+: rewritten at every boot from what the host had at run.
+		tmpfiles += "f+ /etc/containers/storage.conf 0644 root root - " + tmpfilesEscape(string(hs.Conf)) + "\n"
+	}
+	tmp, err := credential.SMBIOS("tmpfiles.extra", []byte(tmpfiles))
 	if err != nil {
 		return nil, err
 	}
 	out := []string{tmp}
-	if len(binds) > 0 {
-		var fstab strings.Builder
-		for i, b := range binds {
-			opts := "rw"
-			if b.ReadOnly {
-				opts = "ro"
-			}
-			// nofail: a share that cannot mount must not keep the VM
-			// from booting (and from SSH, which says why).
-			fmt.Fprintf(&fstab, "%s %s virtiofs %s,nofail 0 0\n", shareTag(i), b.Guest, opts)
-		}
+	if fstab.Len() > 0 {
 		f, err := credential.SMBIOS("fstab.extra", []byte(fstab.String()))
 		if err != nil {
 			return nil, err
@@ -338,6 +396,25 @@ func credentials(pub string, binds []Bind) ([]string, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// tmpfilesEscape makes s one tmpfiles.d argument: tmpfiles reads C-style
+// escapes there, and a line ends at a newline.
+func tmpfilesEscape(s string) string {
+	var b strings.Builder
+	for _, r := range []byte(s) {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteByte(r)
+		}
+	}
+	return b.String()
 }
 
 // domainType resolves --accel: kvm only when asked or when the libvirt
@@ -478,4 +555,62 @@ func newUUID() (string, error) {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], nil
+}
+
+// KVMProbeTimeout bounds the wait for a KVM guest's first sign of a booting
+// kernel or systemd on its console. Where nested KVM is broken the kernel
+// hangs right after its real-mode setup and prints nothing at all.
+const KVMProbeTimeout = 90 * time.Second
+
+// bootSigns are console lines only a running kernel or systemd print (the
+// firmware and the boot loader may print before a kernel that then hangs).
+var bootSigns = []string{"Linux version", "[    0.", "systemd[1]", "Welcome to", "login:"}
+
+// watchKVM reads the console log (local connections only) from offset
+// until a boot sign, the domain's end, or the timeout.
+func (m *Manager) watchKVM(ctx context.Context, dom golibvirt.Domain, logPath string, offset int64) (bool, string) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return true, "" // cannot tell (not ours to read): trust libvirt's choice
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(ctx, KVMProbeTimeout)
+	defer cancel()
+	t := time.NewTicker(statePoll)
+	defer t.Stop()
+	buf := make([]byte, 64<<10)
+	var seen []byte
+	for {
+		n, _ := f.ReadAt(buf, offset)
+		offset += int64(n)
+		seen = append(seen, buf[:n]...)
+		for _, sign := range bootSigns {
+			if bytes.Contains(seen, []byte(sign)) {
+				return true, ""
+			}
+		}
+		if len(seen) > 1<<20 {
+			seen = seen[len(seen)-4096:]
+		}
+		st, _, err := m.L().DomainGetState(dom, 0)
+		if err == nil && (golibvirt.DomainState(st) == golibvirt.DomainShutoff || golibvirt.DomainState(st) == golibvirt.DomainCrashed) {
+			return false, "the domain ended (" + State(st) + ") before its kernel printed anything"
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				return false, fmt.Sprintf("no kernel or systemd output on its console within %s", KVMProbeTimeout)
+			}
+			return true, ""
+		case <-t.C:
+		}
+	}
+}
+
+func fileSize(p string) int64 {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }

@@ -156,7 +156,7 @@ func TestCredentials(t *testing.T) {
 	creds, err := credentials(pair.Public, []Bind{
 		{Host: "/srv/data", Guest: "/mnt/data"},
 		{Host: "/srv/site", Guest: "/var/www", ReadOnly: true},
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func decodeAllB64(text string) string {
 }
 
 func TestCredentialsWithoutBinds(t *testing.T) {
-	creds, err := credentials("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDv0 c", nil)
+	creds, err := credentials("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDv0 c", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,5 +400,13 @@ func TestHostIsLocal(t *testing.T) {
 		if got := HostIsLocal(u); got != tc.want {
 			t.Errorf("HostIsLocal(%s) = %v, want %v", tc.uri, got, tc.want)
 		}
+	}
+}
+
+func TestTmpfilesEscape(t *testing.T) {
+	in := "[storage]\ndriver = \"overlay\"\n# a\\b\tc\x01\n"
+	want := `[storage]\ndriver = "overlay"\n# a\\b\x09c\x01\n`
+	if got := tmpfilesEscape(in); got != want || strings.ContainsAny(got, "\n\t") {
+		t.Errorf("tmpfilesEscape = %q, want %q", got, want)
 	}
 }

@@ -1,4 +1,4 @@
-package guestinit
+package storageconf
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-func TestStorageConf(t *testing.T) {
+func TestMerge(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		want     map[string]any
@@ -51,7 +51,7 @@ mountopt = "nodev,metacopy=on"
 			if _, err := toml.Decode(tc.in, &conf); err != nil {
 				t.Fatal(err)
 			}
-			got, err := StorageConf(conf, "/run/s", "overlay")
+			got, err := Merge(conf, "/run/s", "overlay")
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("want an error with %q, got %v", tc.err, err)
