@@ -312,7 +312,7 @@ func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRu
 	o.DiskSize = uint64(size)
 	o.Base = storage.NewBaseKey(storage.BaseKey{
 		Image: image, Digest: img.Digest, ImageID: img.ID, DiskSize: size, Filesystem: install.Filesystem,
-		RootSize: install.RootSize, KernelArgs: install.KernelArgs, Firmware: string(o.Firmware),
+		RootSize: install.RootSize, KernelArgs: install.KernelArgs,
 	})
 	if o.Name == "" {
 		o.Name = defaultVMName(image)

@@ -61,11 +61,10 @@ type BaseKey struct {
 	Filesystem string   `json:"filesystem,omitempty"`
 	RootSize   string   `json:"rootSize,omitempty"`
 	KernelArgs []string `json:"kernelArgs,omitempty"`
-	Firmware   string   `json:"firmware"`
 }
 
 // keyVersion changes when the way bases are made changes.
-const keyVersion = 1
+const keyVersion = 2 // 2: the firmware is not part of it (the disk boots both ways)
 
 // NewBaseKey fills in the version.
 func NewBaseKey(k BaseKey) BaseKey { k.Version = keyVersion; return k }

@@ -100,7 +100,6 @@ func sampleKey() BaseKey {
 		Filesystem: "xfs",
 		RootSize:   "8G",
 		KernelArgs: []string{"console=ttyS0", "quiet"},
-		Firmware:   "bios",
 	})
 }
 
@@ -112,10 +111,10 @@ func sampleKey() BaseKey {
 // separators=(",", ":") and the fields in struct order).
 func TestBaseKeyHashStable(t *testing.T) {
 	k := sampleKey()
-	if k.Version != 1 {
-		t.Fatalf("NewBaseKey set version %d, want 1", k.Version)
+	if k.Version != 2 {
+		t.Fatalf("NewBaseKey set version %d, want 2", k.Version)
 	}
-	const want = "327b37a18d7f5ce7"
+	const want = "cce72b6adf7c44b4"
 	if got := k.Hash(); got != want {
 		t.Errorf("Hash() = %s, want %s (a changed hash makes every existing base unused)", got, want)
 	}
