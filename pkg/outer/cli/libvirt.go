@@ -110,7 +110,7 @@ func newLibvirtRunCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Short: "Make and start a persistent VM of IMAGE",
 		Long: `Make and start a persistent VM of IMAGE. The image's base disk is made first
 when the pool has none for its digest and these install options (--disk-size,
---filesystem, --root-size, --karg, --firmware). With --ssh, bcvk waits for the
+--filesystem, --root-size, --karg; BIOS and UEFI VMs share it). With --ssh, bcvk waits for the
 VM's sshd and opens a shell, or runs COMMAND and exits with its status.`,
 		Example: `  bcvk libvirt run --name web --port 8080:80 --bind ./site:/srv/site localhost/my-bootc
   bcvk libvirt run --ssh localhost/my-bootc -- systemctl is-system-running`,
