@@ -248,7 +248,7 @@ func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRu
 	if err != nil {
 		return usageError{err}
 	}
-	remoteHost := !vmsHostIsLocal(u)
+	remoteHost := !u.OnThisHost()
 	for _, b := range f.binds {
 		bb, err := parseLibvirtBind(b, false, remoteHost)
 		if err != nil {
@@ -808,9 +808,6 @@ func libvirtRmHint(lg *libvirtGlobals, name string) string {
 	}
 	return c + " rm -f " + name
 }
-
-// vmsHostIsLocal: the libvirt host is this machine.
-func vmsHostIsLocal(u conn.URI) bool { return vms.HostIsLocal(u) }
 
 // hostStorage reads the image's storage.conf and adds this host's graph
 // root (shared at vms.HostStorageDir) as an additional image store.

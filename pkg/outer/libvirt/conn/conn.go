@@ -231,6 +231,10 @@ func (c *Conn) DialHost(ctx context.Context, network, addr string) (net.Conn, er
 	}
 }
 
+// OnThisHost reports whether the libvirt host is this machine: a local
+// socket, or TCP or SSH to a loopback address.
+func (u URI) OnThisHost() bool { return !u.Remote() || isLoopbackHost(u.Hostname) }
+
 func isLoopbackHost(h string) bool {
 	if strings.EqualFold(h, "localhost") {
 		return true

@@ -10,13 +10,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"sort"
 	"strings"
 
+	"github.com/bcvk/bcvk/pkg/outer/libvirt/conn"
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"libvirt.org/go/libvirtxml"
 )
@@ -139,30 +139,10 @@ type Store struct {
 	Dir string
 }
 
-// lerr turns libvirt's error into "op: message".
-func lerr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var le golibvirt.Error
-	if errors.As(err, &le) {
-		return fmt.Errorf("%s: %s", op, le.Message)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
 // IsNotFound reports libvirt's "no such volume/pool/domain".
-func IsNotFound(err error) bool {
-	var le golibvirt.Error
-	if !errors.As(err, &le) {
-		return false
-	}
-	switch golibvirt.ErrorNumber(le.Code) {
-	case golibvirt.ErrNoStorageVol, golibvirt.ErrNoStoragePool, golibvirt.ErrNoDomain:
-		return true
-	}
-	return false
-}
+func IsNotFound(err error) bool { return conn.IsNotFound(err) }
+
+func lerr(op string, err error) error { return conn.Wrap(op, err) }
 
 // Ensure finds the pool, or defines, builds and starts it, and refreshes
 // it so that volumes written by others show.

@@ -11,7 +11,6 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -530,16 +529,7 @@ func (m *Manager) freePort(used map[uint16]bool) (uint16, error) {
 }
 
 // HostIsLocal reports whether the libvirt host is this machine.
-func HostIsLocal(u conn.URI) bool {
-	if !u.Remote() {
-		return true
-	}
-	if strings.EqualFold(u.Hostname, "localhost") {
-		return true
-	}
-	ip, err := netip.ParseAddr(u.Hostname)
-	return err == nil && ip.IsLoopback()
-}
+func HostIsLocal(u conn.URI) bool { return u.OnThisHost() }
 
 func addrInUse(err error) bool {
 	s := strings.ToLower(err.Error())

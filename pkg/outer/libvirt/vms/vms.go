@@ -47,17 +47,7 @@ type Manager struct {
 // L is the RPC client.
 func (m *Manager) L() *golibvirt.Libvirt { return m.C.L() }
 
-// lerr turns libvirt's error into "op: message".
-func lerr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var le golibvirt.Error
-	if errors.As(err, &le) {
-		return fmt.Errorf("%s: %s", op, le.Message)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
+func lerr(op string, err error) error { return conn.Wrap(op, err) }
 
 // ErrNoVM says that no bcvk VM has the name.
 var ErrNoVM = errors.New("no such bcvk VM")
@@ -213,10 +203,7 @@ func (m *Manager) Stop(ctx context.Context, v VM, force bool, timeout time.Durat
 	return nil
 }
 
-func isNotRunning(err error) bool {
-	var le golibvirt.Error
-	return errors.As(err, &le) && golibvirt.ErrorNumber(le.Code) == golibvirt.ErrOperationInvalid
-}
+func isNotRunning(err error) bool { return conn.IsInvalidOperation(err) }
 
 // waitOff waits until the domain is shut off.
 func (m *Manager) waitOff(ctx context.Context, d golibvirt.Domain, timeout time.Duration) (bool, error) {
