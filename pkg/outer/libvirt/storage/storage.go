@@ -198,6 +198,12 @@ func (s *Store) Find() (p golibvirt.StoragePool, found bool, err error) {
 	return p, true, nil
 }
 
+// Refresh rescans the pool's directory, so that volumes written by others
+// show.
+func (s *Store) Refresh(p golibvirt.StoragePool) error {
+	return lerr("refreshing storage pool "+s.Pool, s.L.StoragePoolRefresh(p, 0))
+}
+
 // Lookup finds a volume; found is false when there is none.
 func (s *Store) Lookup(p golibvirt.StoragePool, name string) (v golibvirt.StorageVol, found bool, err error) {
 	v, err = s.L.StorageVolLookupByName(p, name)

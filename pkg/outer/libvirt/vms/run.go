@@ -130,18 +130,25 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 		return c, err
 	}
 
-	pool, err := m.Store.Ensure()
+	// The pool is made only when a base goes into it: a run that fails
+	// before (a failed to-disk) leaves no pool behind.
+	pool, ok, err := m.Store.Find()
 	if err != nil {
 		return c, err
 	}
-	base, ok, err := m.Store.FindBase(pool, o.Base)
-	if err != nil {
-		return c, err
+	var base storage.Base
+	if ok {
+		if err := m.Store.Refresh(pool); err != nil {
+			return c, err
+		}
+		if base, ok, err = m.Store.FindBase(pool, o.Base); err != nil {
+			return c, err
+		}
 	}
 	if !ok {
 		status.End(true)
 		fmt.Fprintf(errOut, "No base disk for %s (%s) in pool %s yet: making one with bcvk to-disk\n", o.Base.Image, o.Base.Hash(), m.Store.Pool)
-		if base, err = m.makeBase(ctx, pool, o, status, errOut); err != nil {
+		if pool, base, err = m.makeBase(ctx, o, status, errOut); err != nil {
 			return c, err
 		}
 		c.BaseMade = true
@@ -291,16 +298,26 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 	return c, nil
 }
 
-func (m *Manager) makeBase(ctx context.Context, pool golibvirt.StoragePool, o RunOptions, status *progress.Status, errOut io.Writer) (storage.Base, error) {
+func (m *Manager) makeBase(ctx context.Context, o RunOptions, status *progress.Status, errOut io.Writer) (golibvirt.StoragePool, storage.Base, error) {
+	var pool golibvirt.StoragePool
 	dir, err := baseWorkDir()
 	if err != nil {
-		return storage.Base{}, err
+		return pool, storage.Base{}, err
 	}
 	defer os.RemoveAll(dir)
 	path, err := o.MakeBase(ctx, dir)
 	if err != nil {
-		return storage.Base{}, fmt.Errorf("making the base disk: %w", err)
+		return pool, storage.Base{}, fmt.Errorf("making the base disk: %w", err)
 	}
+	if pool, err = m.Store.Ensure(); err != nil {
+		return pool, storage.Base{}, err
+	}
+	b, err := m.upload(ctx, pool, o, path, status, errOut)
+	return pool, b, err
+}
+
+// upload puts the qcow2 at path into the pool as o's base.
+func (m *Manager) upload(ctx context.Context, pool golibvirt.StoragePool, o RunOptions, path string, status *progress.Status, errOut io.Writer) (storage.Base, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return storage.Base{}, err
