@@ -480,4 +480,3 @@ func tailLines(s string, n int) string {
 	}
 	return strings.Join(ls, "\n")
 }
-

@@ -64,6 +64,27 @@ func (lg *libvirtGlobals) open(ctx context.Context) (*vms.Manager, error) {
 	return &vms.Manager{C: c, Store: &storage.Store{L: c.L(), Pool: lg.pool, Dir: dir}, Keys: keys}, nil
 }
 
+// with connects, runs f, and disconnects.
+func (lg *libvirtGlobals) with(ctx context.Context, f func(m *vms.Manager) error) error {
+	m, err := lg.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer m.C.Close()
+	return f(m)
+}
+
+// withVM is with for one of bcvk's VMs, by name.
+func (lg *libvirtGlobals) withVM(ctx context.Context, name string, f func(m *vms.Manager, v vms.VM) error) error {
+	return lg.with(ctx, func(m *vms.Manager) error {
+		v, err := m.Get(name)
+		if err != nil {
+			return err
+		}
+		return f(m, v)
+	})
+}
+
 func newLibvirtCommand(g *globals, st Streams) *cobra.Command {
 	lg := &libvirtGlobals{globals: g}
 	c := &cobra.Command{
@@ -424,32 +445,29 @@ func newLibvirtListCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Short: "List bcvk's VMs on the libvirt host (others are not shown)",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := lg.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			list, err := m.List()
-			if err != nil {
-				return err
-			}
-			self, _ := os.Executable()
-			for i := range list {
-				list[i].SSH.Command = libvirtSSHCommand(self, lg, list[i].Name)
-			}
-			if asJSON {
-				if list == nil {
-					list = []vms.VM{}
+			return lg.with(cmd.Context(), func(m *vms.Manager) error {
+				list, err := m.List()
+				if err != nil {
+					return err
 				}
-				return writeJSON(st.Out, list)
-			}
-			tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATE\tIMAGE\tCREATED\tSSH")
-			for _, v := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t127.0.0.1:%d\n", v.Name, v.State, v.Meta.Image,
-					ago(v.Meta.Created), v.Meta.SSHPort)
-			}
-			return tw.Flush()
+				self, _ := os.Executable()
+				for i := range list {
+					list[i].SSH.Command = libvirtSSHCommand(self, lg, list[i].Name)
+				}
+				if asJSON {
+					if list == nil {
+						list = []vms.VM{}
+					}
+					return writeJSON(st.Out, list)
+				}
+				tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tSTATE\tIMAGE\tCREATED\tSSH")
+				for _, v := range list {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t127.0.0.1:%d\n", v.Name, v.State, v.Meta.Image,
+						ago(v.Meta.Created), v.Meta.SSHPort)
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -471,31 +489,24 @@ func newLibvirtInspectCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Short: "Show one VM: state, image, digest, install options, SSH",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := lg.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			v, err := m.Get(args[0])
-			if err != nil {
-				return err
-			}
-			self, _ := os.Executable()
-			v.SSH.Command = libvirtSSHCommand(self, lg, v.Name)
-			if asJSON {
-				return writeJSON(st.Out, v)
-			}
-			w := st.Out
-			fmt.Fprintf(w, "Name:      %s\nUUID:      %s\nState:     %s\nImage:     %s\nDigest:    %s\nBase disk: %s\n",
-				v.Name, v.UUID, v.State, v.Meta.Image, v.Meta.Digest, v.Meta.BaseDisk)
-			fmt.Fprintf(w, "Created:   %s by bcvk %s\nSSH:       127.0.0.1:%d on the libvirt host, user %s, key %s\n",
-				v.Meta.Created.Format(time.RFC3339), v.Meta.Version, v.Meta.SSHPort, v.SSH.User, v.SSH.KeyPath)
-			in := v.Meta.Install
-			fmt.Fprintf(w, "Install:   disk %s, filesystem %q, root size %q, kargs %q\n", units.BytesSize(in.DiskSize), in.Filesystem, in.RootSize, in.KernelArgs)
-			for _, k := range sortedKeys(v.Meta.Labels) {
-				fmt.Fprintf(w, "Label:     %s=%s\n", k, v.Meta.Labels[k])
-			}
-			return nil
+			return lg.withVM(cmd.Context(), args[0], func(m *vms.Manager, v vms.VM) error {
+				self, _ := os.Executable()
+				v.SSH.Command = libvirtSSHCommand(self, lg, v.Name)
+				if asJSON {
+					return writeJSON(st.Out, v)
+				}
+				w := st.Out
+				fmt.Fprintf(w, "Name:      %s\nUUID:      %s\nState:     %s\nImage:     %s\nDigest:    %s\nBase disk: %s\n",
+					v.Name, v.UUID, v.State, v.Meta.Image, v.Meta.Digest, v.Meta.BaseDisk)
+				fmt.Fprintf(w, "Created:   %s by bcvk %s\nSSH:       127.0.0.1:%d on the libvirt host, user %s, key %s\n",
+					v.Meta.Created.Format(time.RFC3339), v.Meta.Version, v.Meta.SSHPort, v.SSH.User, v.SSH.KeyPath)
+				in := v.Meta.Install
+				fmt.Fprintf(w, "Install:   disk %s, filesystem %q, root size %q, kargs %q\n", units.BytesSize(in.DiskSize), in.Filesystem, in.RootSize, in.KernelArgs)
+				for _, k := range sortedKeys(v.Meta.Labels) {
+					fmt.Fprintf(w, "Label:     %s=%s\n", k, v.Meta.Labels[k])
+				}
+				return nil
+			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -525,22 +536,15 @@ func newLibvirtSSHCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 				extra = append(extra, a)
 			}
 			ctx := cmd.Context()
-			m, err := lg.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			v, err := m.Get(args[0])
-			if err != nil {
-				return err
-			}
-			if !v.Running() {
-				return fmt.Errorf("%s is %s: start it first (bcvk libvirt start %s)", v.Name, v.State, v.Name)
-			}
-			if err := m.WaitSSH(ctx, v, timeout); err != nil {
-				return err
-			}
-			return libvirtExecSSH(ctx, m, v, st, extra, remote)
+			return lg.withVM(ctx, args[0], func(m *vms.Manager, v vms.VM) error {
+				if !v.Running() {
+					return fmt.Errorf("%s is %s: start it first (bcvk libvirt start %s)", v.Name, v.State, v.Name)
+				}
+				if err := m.WaitSSH(ctx, v, timeout); err != nil {
+					return err
+				}
+				return libvirtExecSSH(ctx, m, v, st, extra, remote)
+			})
 		},
 	}
 	c.Flags().SetInterspersed(false)
@@ -557,25 +561,18 @@ func newLibvirtStartCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			m, err := lg.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			v, err := m.Get(args[0])
-			if err != nil {
-				return err
-			}
-			if err := m.Start(v); err != nil {
-				return err
-			}
-			if ssh {
-				if err := m.WaitSSH(ctx, v, timeout); err != nil {
+			return lg.withVM(ctx, args[0], func(m *vms.Manager, v vms.VM) error {
+				if err := m.Start(v); err != nil {
 					return err
 				}
-			}
-			fmt.Fprintln(st.Out, v.Name)
-			return nil
+				if ssh {
+					if err := m.WaitSSH(ctx, v, timeout); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintln(st.Out, v.Name)
+				return nil
+			})
 		},
 	}
 	c.Flags().BoolVar(&ssh, "wait-ssh", false, "return once the VM answers SSH")
@@ -592,20 +589,13 @@ func newLibvirtStopCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			m, err := lg.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			v, err := m.Get(args[0])
-			if err != nil {
-				return err
-			}
-			if err := m.Stop(ctx, v, force, timeout); err != nil {
-				return err
-			}
-			fmt.Fprintln(st.Out, v.Name)
-			return nil
+			return lg.withVM(ctx, args[0], func(m *vms.Manager, v vms.VM) error {
+				if err := m.Stop(ctx, v, force, timeout); err != nil {
+					return err
+				}
+				fmt.Fprintln(st.Out, v.Name)
+				return nil
+			})
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "pull the plug at once")
@@ -621,27 +611,24 @@ func newLibvirtRmCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Args:  minArgs(1, "the NAME of at least one VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			m, err := lg.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			var errs []error
-			for _, n := range args {
-				v, err := m.Get(n)
-				if errors.Is(err, vms.ErrNoVM) && force {
-					continue
+			return lg.with(ctx, func(m *vms.Manager) error {
+				var errs []error
+				for _, n := range args {
+					v, err := m.Get(n)
+					if errors.Is(err, vms.ErrNoVM) && force {
+						continue
+					}
+					if err == nil {
+						err = m.Remove(ctx, v, force)
+					}
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintln(st.Out, n)
 				}
-				if err == nil {
-					err = m.Remove(ctx, v, force)
-				}
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(st.Out, n)
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "stop running VMs, and ignore VMs that do not exist")
@@ -661,27 +648,24 @@ func newLibvirtRmAllCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			m, err := lg.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			list, err := m.List()
-			if err != nil {
-				return err
-			}
-			var errs []error
-			for _, v := range list {
-				if !hasLabels(v.Meta.Labels, want) {
-					continue
+			return lg.with(ctx, func(m *vms.Manager) error {
+				list, err := m.List()
+				if err != nil {
+					return err
 				}
-				if err := m.Remove(ctx, v, force); err != nil {
-					errs = append(errs, err)
-					continue
+				var errs []error
+				for _, v := range list {
+					if !hasLabels(v.Meta.Labels, want) {
+						continue
+					}
+					if err := m.Remove(ctx, v, force); err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					fmt.Fprintln(st.Out, v.Name)
 				}
-				fmt.Fprintln(st.Out, v.Name)
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	c.Flags().BoolVarP(&force, "force", "f", false, "also stop and remove running VMs")
@@ -706,27 +690,24 @@ func newLibvirtBaseDisksCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Short: "List base disks: image, digest, size and the VMs on each",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := lg.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			bs, err := m.Bases()
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if bs == nil {
-					bs = []vms.BaseUse{}
+			return lg.with(cmd.Context(), func(m *vms.Manager) error {
+				bs, err := m.Bases()
+				if err != nil {
+					return err
 				}
-				return writeJSON(st.Out, bs)
-			}
-			tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tIMAGE\tDIGEST\tSIZE\tVMS")
-			for _, b := range bs {
-				fmt.Fprintf(tw, "%s\t%s\t%.19s\t%s\t%s\n", b.Name, b.Key.Image, b.Key.Digest, units.BytesSize(int64(b.Allocated)), strings.Join(b.UsedBy, ","))
-			}
-			return tw.Flush()
+				if asJSON {
+					if bs == nil {
+						bs = []vms.BaseUse{}
+					}
+					return writeJSON(st.Out, bs)
+				}
+				tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tIMAGE\tDIGEST\tSIZE\tVMS")
+				for _, b := range bs {
+					fmt.Fprintf(tw, "%s\t%s\t%.19s\t%s\t%s\n", b.Name, b.Key.Image, b.Key.Digest, units.BytesSize(int64(b.Allocated)), strings.Join(b.UsedBy, ","))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -735,16 +716,13 @@ func newLibvirtBaseDisksCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 		Short: "Remove the base disks no VM uses",
 		Args:  exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := lg.open(cmd.Context())
-			if err != nil {
+			return lg.with(cmd.Context(), func(m *vms.Manager) error {
+				gone, err := m.Prune(dryRun)
+				for _, n := range gone {
+					fmt.Fprintln(st.Out, n)
+				}
 				return err
-			}
-			defer m.C.Close()
-			gone, err := m.Prune(dryRun)
-			for _, n := range gone {
-				fmt.Fprintln(st.Out, n)
-			}
-			return err
+			})
 		},
 	}
 	prune.Flags().BoolVar(&dryRun, "dry-run", false, "only print what would be removed")
@@ -766,12 +744,9 @@ func newLibvirtProxyCommand(lg *libvirtGlobals, st Streams) *cobra.Command {
 			if err != nil || p == 0 {
 				return usageError{fmt.Errorf("PORT %q: want 1 to 65535", args[0])}
 			}
-			m, err := lg.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer m.C.Close()
-			return vms.Proxy(cmd.Context(), m.C, uint16(p), st.In, st.Out)
+			return lg.with(cmd.Context(), func(m *vms.Manager) error {
+				return vms.Proxy(cmd.Context(), m.C, uint16(p), st.In, st.Out)
+			})
 		},
 	}
 }
