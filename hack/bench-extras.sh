@@ -16,6 +16,8 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/bench-lib.sh
+. hack/bench-lib.sh
 EXTRAS=${EXTRAS:-rss latency todisk concurrent fast warm}
 FAST_RUNS=${FAST_RUNS:-3}
 BCVK=${BCVK:-bin/bcvk}
@@ -37,7 +39,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 ms() { echo $((($2 - $1) / 1000)); }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 json=() # "key": value pairs

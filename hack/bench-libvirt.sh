@@ -26,6 +26,8 @@ set -euo pipefail
 export LC_ALL=C # $EPOCHREALTIME and printf need a '.' decimal point
 
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/bench-lib.sh
+. hack/bench-lib.sh
 BCVK=${BCVK:-bin/bcvk}
 IMAGE=${BCVK_SAMPLE_BOOTC_IMAGE:-localhost/bcvk-sample-bootc:latest}
 BENCH_CONNECT=${BENCH_CONNECT:-}
@@ -91,20 +93,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# run_child CMD...: bash delays a trap until a foreground command ends, but
-# not a `wait`: so the timed command runs in the background and is waited
-# for, and a signal reaches cleanup (and so the command) at once.
-run_child() {
-	"$@" &
-	child=$!
-	local rc=0
-	wait "$child" || rc=$?
-	child=''
-	return "$rc"
-}
 
-# stamp VAR: microseconds since the epoch, without forking (bash 5).
-stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 # secs US: microseconds as seconds with one decimal.
 secs() { printf '%d.%d' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); }
 

@@ -21,6 +21,8 @@ set -euo pipefail
 export LC_ALL=C # $EPOCHREALTIME and printf need a '.' decimal point
 
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/bench-lib.sh
+. hack/bench-lib.sh
 RUNS=${RUNS:-3}
 BENCH_JSON=${BENCH_JSON:-_output/bench.json}
 BCVK=${BCVK:-bin/bcvk}
@@ -67,20 +69,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-# run_child CMD...: bash delays a trap until a foreground command ends, but
-# not a `wait`: so the timed command runs in the background and is waited
-# for, and a signal reaches cleanup (and so the command) at once.
-run_child() {
-	"$@" &
-	child=$!
-	local rc=0
-	wait "$child" || rc=$?
-	child=''
-	return "$rc"
-}
 
-# stamp VAR: microseconds since the epoch, without forking (bash 5).
-stamp() { local _t=$EPOCHREALTIME; printf -v "$1" %s "${_t/./}"; }
 # secs US: microseconds as seconds with three decimals.
 secs() { printf '%d.%03d' $(($1 / 1000000)) $(($1 % 1000000 / 1000)); }
 
