@@ -144,38 +144,58 @@ func IsNotFound(err error) bool { return conn.IsNotFound(err) }
 
 func lerr(op string, err error) error { return conn.Wrap(op, err) }
 
-// Ensure finds the pool, or defines, builds and starts it, and refreshes
-// it so that volumes written by others show.
-func (s *Store) Ensure() (golibvirt.StoragePool, error) {
-	p, err := s.L.StoragePoolLookupByName(s.Pool)
+// Ensure finds the pool, or defines, builds and starts it (created says
+// so: the caller removes a pool it made when what it made it for fails),
+// and refreshes it so that volumes written by others show.
+func (s *Store) Ensure() (p golibvirt.StoragePool, created bool, err error) {
+	p, err = s.L.StoragePoolLookupByName(s.Pool)
 	if IsNotFound(err) {
 		x, xerr := PoolXML(s.Pool, s.Dir)
 		if xerr != nil {
-			return p, xerr
+			return p, false, xerr
 		}
 		if p, err = s.L.StoragePoolDefineXML(x, 0); err != nil {
-			return p, lerr("defining storage pool "+s.Pool+" at "+s.Dir, err)
+			return p, false, lerr("defining storage pool "+s.Pool+" at "+s.Dir, err)
 		}
+		created = true
+		defer func() {
+			if err != nil {
+				_ = s.RemovePool(p)
+			}
+		}()
 		if err := s.L.StoragePoolBuild(p, 0); err != nil {
-			return p, lerr("building storage pool "+s.Pool, err)
+			return p, created, lerr("building storage pool "+s.Pool, err)
 		}
 		_ = s.L.StoragePoolSetAutostart(p, 1) // a convenience only
 	} else if err != nil {
-		return p, lerr("looking up storage pool "+s.Pool, err)
+		return p, false, lerr("looking up storage pool "+s.Pool, err)
 	}
 	state, _, _, _, err := s.L.StoragePoolGetInfo(p)
 	if err != nil {
-		return p, lerr("reading storage pool "+s.Pool, err)
+		return p, created, lerr("reading storage pool "+s.Pool, err)
 	}
 	if golibvirt.StoragePoolState(state) != golibvirt.StoragePoolRunning {
 		if err := s.L.StoragePoolCreate(p, 0); err != nil {
-			return p, lerr("starting storage pool "+s.Pool, err)
+			return p, created, lerr("starting storage pool "+s.Pool, err)
 		}
 	}
 	if err := s.L.StoragePoolRefresh(p, 0); err != nil {
-		return p, lerr("refreshing storage pool "+s.Pool, err)
+		return p, created, lerr("refreshing storage pool "+s.Pool, err)
 	}
-	return p, nil
+	return p, created, nil
+}
+
+// RemovePool stops, deletes (its empty directory) and undefines a pool
+// bcvk made in this run.
+func (s *Store) RemovePool(p golibvirt.StoragePool) error {
+	_ = s.L.StoragePoolDestroy(p) // not running: fine
+	if err := s.L.StoragePoolDelete(p, 0); err != nil && !IsNotFound(err) {
+		return lerr("deleting the directory of storage pool "+s.Pool, err)
+	}
+	if err := s.L.StoragePoolUndefine(p); err != nil && !IsNotFound(err) {
+		return lerr("undefining storage pool "+s.Pool, err)
+	}
+	return nil
 }
 
 // Find finds the pool without making it (listing changes nothing); found

@@ -309,10 +309,17 @@ func (m *Manager) makeBase(ctx context.Context, o RunOptions, status *progress.S
 	if err != nil {
 		return pool, storage.Base{}, fmt.Errorf("making the base disk: %w", err)
 	}
-	if pool, err = m.Store.Ensure(); err != nil {
+	pool, created, err := m.Store.Ensure()
+	if err != nil {
 		return pool, storage.Base{}, err
 	}
 	b, err := m.upload(ctx, pool, o, path, status, errOut)
+	if err != nil && created {
+		// A pool made for this base goes with it.
+		if rerr := m.Store.RemovePool(pool); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
 	return pool, b, err
 }
 
