@@ -9,6 +9,7 @@ const (
 	LabelName      = "bcvk.name"      // the VM name
 	LabelStateDir  = "bcvk.state-dir" // host directory with key, events and console
 	LabelSSHUser   = "bcvk.ssh-user"  // the guest user for SSH, when not root
+	LabelPublish   = "bcvk.publish"   // published ports, IP:HOST:GUEST/tcp,...
 	// LabelOwner is "PID@BOOT-ID@START-TIME@PID-NAMESPACE" of the bcvk
 	// process that removes the container when it ends (run-ssh, to-disk); a
 	// container whose owner provably died was left by a killed bcvk, and the

@@ -120,6 +120,12 @@ type Spec struct {
 	SSHTransport string `json:"sshTransport,omitempty"`
 	// Network is user (also when empty) or none.
 	Network string `json:"network,omitempty"`
+	// Publish are guest ports published on the host (publish.go).
+	Publish []Publish `json:"publish,omitempty"`
+	// AttachedDisks are the user's disk files (attach.go).
+	AttachedDisks []AttachedDisk `json:"attachedDisks,omitempty"`
+	// SwapBytes, when positive, gives the guest a swap disk this large.
+	SwapBytes int64 `json:"swapBytes,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -205,10 +211,22 @@ func (s *Spec) Validate() error {
 	if err := validateDisks(s.Disks); err != nil {
 		errs = append(errs, err)
 	}
+	if err := validateAttached(s); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validatePublish(s.Publish); err != nil {
+		errs = append(errs, err)
+	}
+	if len(s.Publish) > 0 && s.Network == NetworkNone {
+		errs = append(errs, errors.New("--network none has no network to publish ports on: leave out -p or the --network none"))
+	}
 	switch s.Warm {
 	case "", WarmSave, WarmRestore:
 		if s.Warm != "" && (len(s.Binds) > 0 || len(s.Disks) > 0 || s.HostStorage != nil) {
 			errs = append(errs, errors.New("a warm start cannot have shares, disks or the host's container storage: a saved VM cannot take new devices"))
+		}
+		if s.Warm != "" && (len(s.AttachedDisks) > 0 || s.SwapBytes > 0 || len(s.Publish) > 0) {
+			errs = append(errs, errors.New("a warm start cannot have --mount-disk-file, --add-swap or -p: a saved VM cannot take new devices or forwards; leave out --warm"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("warm mode %q is not known", s.Warm))

@@ -45,6 +45,8 @@ type Config struct {
 	Shares []Share
 	// Drives are disk image files attached as virtio block devices.
 	Drives []Drive
+	// Forwards are published guest ports.
+	Forwards []Forward
 	// Incoming makes QEMU wait for a saved state (migrate-incoming).
 	Incoming bool
 }
@@ -63,6 +65,16 @@ type Drive struct {
 	Path   string // no commas (QEMU's option syntax)
 	Format string // raw or qcow2
 	Serial string // the guest sees /dev/disk/by-id/virtio-SERIAL
+	// ReadOnly opens the file read-only; the guest sees a read-only disk.
+	ReadOnly bool
+}
+
+// Forward is a published port: QEMU listens on ContainerPort on all of
+// the container's addresses (podman publishes it on the host) and forwards
+// to the guest's GuestPort.
+type Forward struct {
+	ContainerPort int
+	GuestPort     int
 }
 
 // Share is one more virtiofs device.
@@ -145,16 +157,20 @@ func Args(c Config) []string {
 	}
 	for i, d := range c.Drives {
 		id := fmt.Sprintf("disk%d", i)
+		// discard=unmap keeps a sparse file sparse when the guest trims;
+		// werror=report hands a full host disk to the guest as an I/O
+		// error instead of pausing the VM for ever.
+		opts := "cache=writeback,discard=unmap,werror=report,rerror=report"
+		if d.ReadOnly {
+			opts = "readonly=on,cache=writeback,rerror=report"
+		}
 		a = append(a,
-			// discard=unmap keeps a sparse file sparse when the guest trims;
-			// werror=report hands a full host disk to the guest as an I/O
-			// error instead of pausing the VM for ever.
-			"-drive", "if=none,id="+id+",file="+d.Path+",format="+d.Format+",cache=writeback,discard=unmap,werror=report,rerror=report",
+			"-drive", "if=none,id="+id+",file="+d.Path+",format="+d.Format+","+opts,
 			"-device", "virtio-blk-pci,drive="+id+",serial="+d.Serial)
 	}
 	if !c.NoNetwork {
 		a = append(a,
-			"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort),
+			"-netdev", netdev(c),
 			// romfile= skips the iPXE ROM: nothing boots from the network.
 			"-device", "virtio-net-pci,netdev=net0,romfile=")
 	}
@@ -186,4 +202,15 @@ func Args(c Config) []string {
 		a = append(a, "-smbios", "type=11,value="+v)
 	}
 	return a
+}
+
+// netdev is the user network with its forwards: SSH and the probe on the
+// container's loopback only, published ports on all its addresses (podman
+// forwards to the container's address).
+func netdev(c Config) string {
+	s := fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort)
+	for _, f := range c.Forwards {
+		s += fmt.Sprintf(",hostfwd=tcp::%d-:%d", f.ContainerPort, f.GuestPort)
+	}
+	return s
 }

@@ -135,3 +135,23 @@ func TestArgsErofsRoot(t *testing.T) {
 		t.Fatalf("got\n%q\nwant\n%q", got, want)
 	}
 }
+
+func TestArgsReadOnlyDriveAndForwards(t *testing.T) {
+	got := Args(Config{Name: "x", Accel: "tcg", MemoryMiB: 512, VCPUs: 1, SSHForwardPort: 2222, NetProbePort: 2223,
+		Drives:   []Drive{{Path: "/bcvk/attached/disk0", Format: "raw", Serial: "data", ReadOnly: true}},
+		Forwards: []Forward{{ContainerPort: 30000, GuestPort: 80}, {ContainerPort: 30001, GuestPort: 8443}}})
+	want := []string{
+		"-drive", "if=none,id=disk0,file=/bcvk/attached/disk0,format=raw,readonly=on,cache=writeback,rerror=report",
+		"-device", "virtio-blk-pci,drive=disk0,serial=data",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1,hostfwd=tcp::30000-:80,hostfwd=tcp::30001-:8443",
+	}
+	for i, a := range got {
+		if a == "-drive" {
+			if !reflect.DeepEqual(got[i:i+len(want)], want) {
+				t.Fatalf("got %q", got[i:i+len(want)])
+			}
+			return
+		}
+	}
+	t.Fatalf("no -drive in %q", got)
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/inner/machine"
 	"github.com/bcvk/bcvk/pkg/inner/proc"
 	"github.com/bcvk/bcvk/pkg/inner/qemu"
+	"github.com/bcvk/bcvk/pkg/inner/swap"
 	"github.com/bcvk/bcvk/pkg/inner/virtiofsd"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/sirupsen/logrus"
@@ -72,7 +73,7 @@ func qemuConfig(o Options, sp spec.Spec, img imageFacts, kernelImage, initrd str
 		Binary: o.QEMU, Name: sp.Name, MemoryMiB: sp.MemoryMiB, VCPUs: sp.VCPUs,
 		Kernel: kernelImage, Initramfs: initrd,
 		// The image's kargs.d before the user's, which win.
-		KernelArgs:     append(append(qemu.BaseKernelArgs(), kargsd.Args(img.kargs)...), sp.KernelArgs...),
+		KernelArgs:     append(append(append(qemu.BaseKernelArgs(), kargsd.Args(img.kargs)...), bcvkKernelArgs(sp)...), sp.KernelArgs...),
 		VirtiofsSocket: filepath.Join(o.RunDir, "virtiofs.sock"),
 		RootTag:        rootTag,
 		SSHForwardPort: spec.GuestSSHPort,
@@ -90,6 +91,15 @@ func qemuConfig(o Options, sp spec.Spec, img imageFacts, kernelImage, initrd str
 	}
 	for _, d := range sp.Disks {
 		cfg.Drives = append(cfg.Drives, qemu.Drive{Path: filepath.Join(o.DisksDir, d.File), Format: d.Format, Serial: d.Serial})
+	}
+	for i, d := range sp.AttachedDisks {
+		cfg.Drives = append(cfg.Drives, qemu.Drive{Path: spec.AttachedDiskPath(i), Format: d.Format, Serial: d.Serial, ReadOnly: d.ReadOnly})
+	}
+	if sp.SwapBytes > 0 {
+		cfg.Drives = append(cfg.Drives, qemu.Drive{Path: spec.SwapFile, Format: spec.FormatRaw, Serial: spec.SwapSerial})
+	}
+	for i, p := range sp.Publish {
+		cfg.Forwards = append(cfg.Forwards, qemu.Forward{ContainerPort: spec.PublishContainerPort(i), GuestPort: p.GuestPort})
 	}
 	if sp.SSHAuthorizedKey != "" {
 		// root always: bcvk-inner's own logins (warm start) are root's.
@@ -138,8 +148,27 @@ func machineConfig(o Options, sp spec.Spec, cfg qemu.Config) machine.Config {
 	return machine.Config{Helpers: hs, QEMU: append([]string{o.QEMU}, qemu.Args(cfg)...), QMPSocket: cfg.QMPSocket, Stderr: o.Stderr}
 }
 
+// bcvkKernelArgs are the kernel arguments the spec's options need.
+func bcvkKernelArgs(sp spec.Spec) []string {
+	var a []string
+	if sp.SwapBytes > 0 {
+		a = append(a, spec.SwapKernelArg())
+	}
+	return a
+}
+
 // prepareDisks creates the disk files the spec asks for and checks the rest.
 func (s *supervisor) prepareDisks(ctx context.Context) error {
+	for i, d := range s.sp.AttachedDisks {
+		if _, err := os.Stat(spec.AttachedDiskPath(i)); err != nil {
+			return fmt.Errorf("disk file %s: %w (is it mounted at %s?)", d.Host, err, spec.AttachedDiskPath(i))
+		}
+	}
+	if s.sp.SwapBytes > 0 {
+		if err := swap.Create(spec.SwapFile, s.sp.SwapBytes); err != nil {
+			return fmt.Errorf("making the swap disk: %w", err)
+		}
+	}
 	for _, d := range s.sp.Disks {
 		path := filepath.Join(s.o.DisksDir, d.File)
 		if d.CreateSize > 0 {

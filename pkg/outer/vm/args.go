@@ -51,6 +51,10 @@ type ContainerConfig struct {
 	// guest cannot reach out. For rootless hosts where slirp4netns cannot
 	// open /dev/net/tun.
 	NoNetwork bool
+	// Publish are the guest ports to publish on the host.
+	Publish []spec.Publish
+	// AttachedDisks are the user's disk files to mount (--mount-disk-file).
+	AttachedDisks []spec.AttachedDisk
 }
 
 // Limits of the runner container, so that a runaway guest, QEMU or
@@ -103,6 +107,12 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if c.ErofsDir != "" {
 		errs = append(errs, podman.CheckMountPath("the EROFS cache", c.ErofsDir))
 	}
+	for _, d := range c.AttachedDisks {
+		errs = append(errs, podman.CheckMountPath("disk file", d.Host))
+	}
+	if len(c.Publish) > 0 && c.NoNetwork {
+		errs = append(errs, errors.New("the VM's container gets no network here, so no port can be published: leave out -p"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -126,6 +136,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if c.SSHUser != "" {
 		a = append(a, "--label", spec.LabelSSHUser+"="+c.SSHUser)
 	}
+	if len(c.Publish) > 0 {
+		a = append(a, "--label", spec.LabelPublish+"="+spec.FormatPublishLabel(c.Publish))
+	}
 	for _, k := range sortedKeys(c.Labels) {
 		a = append(a, "--label", k+"="+c.Labels[k])
 	}
@@ -139,6 +152,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	}
 	if c.DisksDir != "" {
 		a = append(a, "--mount", bindMount(c.DisksDir, spec.DisksDir, false))
+	}
+	for i, d := range c.AttachedDisks {
+		a = append(a, "--mount", bindMount(d.Host, spec.AttachedDiskPath(i), d.ReadOnly))
 	}
 	if c.Warm != nil {
 		a = append(a, "--mount", bindMount(c.Warm.dir, spec.WarmDir, c.Warm.readOnly))
@@ -187,6 +203,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if c.NoNetwork {
 		a = append(a, "--network", "none")
 	}
+	for i, p := range c.Publish {
+		a = append(a, "--publish", publishArg(p, spec.PublishContainerPort(i)))
+	}
 	return append(a, c.RunnerImage), nil
 }
 
@@ -224,4 +243,13 @@ func sortedKeys(m map[string]string) []string {
 // StopTimeoutFor gives podman stop enough time for the guest's power-off.
 func StopTimeoutFor(sp spec.Spec) int {
 	return int(time.Duration(sp.ShutdownTimeout).Seconds()) + 10
+}
+
+// publishArg is podman's --publish value: IP:HOSTPORT:CONTAINERPORT/tcp.
+func publishArg(p spec.Publish, containerPort int) string {
+	ip := p.HostIP
+	if strings.Contains(ip, ":") {
+		ip = "[" + ip + "]"
+	}
+	return fmt.Sprintf("%s:%d:%d/%s", ip, p.HostPort, containerPort, p.Protocol)
 }

@@ -201,3 +201,40 @@ func statMode(p string) (uint32, error) {
 	}
 	return uint32(fi.Mode().Perm()), nil
 }
+
+func TestPodmanRunArgsPublishAndDiskFiles(t *testing.T) {
+	got, err := PodmanRunArgs(ContainerConfig{
+		Name: "vm1", Image: "img", ImageID: "abc", RunnerImage: "runner", RunnerImageID: "def",
+		StateDir: "/run/s", Version: "1", NoFile: 1024, NProc: 1024, StopTimeout: 30,
+		Publish: []spec.Publish{
+			{HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80, Protocol: "tcp"},
+			{HostIP: "::1", HostPort: 8443, GuestPort: 443, Protocol: "tcp"},
+		},
+		AttachedDisks: []spec.AttachedDisk{
+			{Host: "/srv/a.qcow2", Serial: "a", Format: "qcow2"},
+			{Host: "/srv/b.img", Serial: "b", Format: "raw", ReadOnly: true},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Join(got, " ")
+	for _, w := range []string{
+		"--label bcvk.publish=127.0.0.1:8080:80/tcp,[::1]:8443:443/tcp",
+		"--mount type=bind,source=/srv/a.qcow2,destination=/bcvk/attached/disk0 ",
+		"--mount type=bind,source=/srv/b.img,destination=/bcvk/attached/disk1,ro=true",
+		"--publish 127.0.0.1:8080:30000/tcp --publish [::1]:8443:30001/tcp runner",
+	} {
+		if !strings.Contains(s, w) {
+			t.Errorf("missing %q in\n%s", w, s)
+		}
+	}
+	if _, err := PodmanRunArgs(ContainerConfig{Name: "vm1", RunnerImage: "runner", StateDir: "/run/s", NoNetwork: true,
+		Publish: []spec.Publish{{HostIP: "127.0.0.1", HostPort: 8080, GuestPort: 80, Protocol: "tcp"}}}); err == nil {
+		t.Error("ports were published without a network")
+	}
+	if _, err := PodmanRunArgs(ContainerConfig{Name: "vm1", RunnerImage: "runner", StateDir: "/run/s",
+		AttachedDisks: []spec.AttachedDisk{{Host: "/srv/a\nb.img", Serial: "a", Format: "raw"}}}); err == nil {
+		t.Error("a disk file with a newline was mounted")
+	}
+}

@@ -204,7 +204,7 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		NoFile:     h.NoFile, NProc: h.NProc, StopTimeout: StopTimeoutFor(sp),
 		Labels: c.Labels, Remove: c.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: c.DisksDir,
 		Owner: h.owner(c.Owned), Warm: warm, HostStorageDir: storageDir, SSHUser: sp.SSHUser,
-		ErofsDir: erofsDir,
+		ErofsDir: erofsDir, Publish: sp.Publish, AttachedDisks: sp.AttachedDisks,
 	})
 	if err != nil {
 		return nil, err

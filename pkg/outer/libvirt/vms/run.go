@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/bcvk/bcvk/pkg/credential"
+	"github.com/bcvk/bcvk/pkg/diskimage"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/conn"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/domain"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/storage"
@@ -373,14 +373,14 @@ func baseWorkDir() (string, error) {
 
 // qcow2Size reads the virtual size from a qcow2 header.
 func qcow2Size(f *os.File) (uint64, error) {
-	var h [32]byte
-	if _, err := f.ReadAt(h[:], 0); err != nil {
-		return 0, fmt.Errorf("reading the qcow2 header: %w", err)
+	h, err := diskimage.Read(f)
+	if err != nil {
+		return 0, err
 	}
-	if string(h[:4]) != "QFI\xfb" {
+	if h.Format != diskimage.QCOW2 {
 		return 0, errors.New("not a qcow2 file")
 	}
-	return binary.BigEndian.Uint64(h[24:32]), nil
+	return h.VirtualSize, nil
 }
 
 // shareTag is the virtiofs tag of the i-th share.
