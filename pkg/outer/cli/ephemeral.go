@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -30,6 +31,7 @@ func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
 		newRmAllCommand(g, st),
 		newLogsCommand(g, st),
 		newSSHConfigCommand(g, st),
+		newWaitCommand(g, st),
 	)
 	return c
 }
@@ -127,6 +129,12 @@ type vmFlags struct {
 	storage bool
 	sshUser string
 	network string
+	// The VM options: ports, disk files, swap and instance type.
+	publish   []string
+	diskFiles []string
+	swap      string
+	itype     string
+	flags     *pflag.FlagSet
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
@@ -139,6 +147,11 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.storage, "bind-storage-ro", false, "share the host's container storage read-only: the guest's podman lists and runs the host's images without pulling (an additional image store at "+spec.GuestHostStorage+")")
 	fs.StringVar(&f.sshUser, "ssh-user", spec.DefaultSSHUser, "log in as this guest user; the VM's key is authorized for it (and for root); a user the image lacks is created at boot by systemd-sysusers")
 	fs.StringVar(&f.network, "network", spec.NetworkUser, "the guest's network: user (QEMU's user network: outbound access) or none (no network device at all; SSH, commands and binds still work over vsock and virtiofs)")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a guest port on the host: [IP:]HOSTPORT:GUESTPORT[/tcp], on 127.0.0.1 unless an IP is given (repeatable), e.g. -p 8080:80")
+	fs.StringArrayVar(&f.diskFiles, "mount-disk-file", nil, "attach a raw or qcow2 file as a virtio disk: FILE[:NAME[:FORMAT]][:ro]; the guest sees /dev/disk/by-id/virtio-NAME (NAME defaults to the file name without extension; repeatable)")
+	fs.StringVar(&f.swap, "add-swap", "", "give the guest a swap disk of this size (e.g. 1G), made for the VM and removed with it; needs systemd 254 or later in the guest")
+	fs.StringVar(&f.itype, "itype", "", "instance type: vCPUs and memory by name, as KubeVirt's u1 series (u1.small, u1.medium, u1.large, ...); --memory and --vcpus win; --itype help lists them")
+	f.flags = fs
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
 
@@ -160,6 +173,18 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	}
 	sp.Name = f.name
 	sp.KernelArgs = f.kargs
+	if f.itype != "" {
+		it, err := spec.LookupInstanceType(f.itype)
+		if err != nil {
+			return sp, usageError{fmt.Errorf("%w (--itype help lists them)", err)}
+		}
+		if !f.flags.Changed("memory") {
+			sp.MemoryMiB = it.MemoryMiB
+		}
+		if !f.flags.Changed("vcpus") {
+			sp.VCPUs = it.VCPUs
+		}
+	}
 	switch f.network {
 	case spec.NetworkUser:
 	case spec.NetworkNone:
@@ -199,10 +224,45 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 			sp.Binds = append(sp.Binds, bind)
 		}
 	}
+	if sp.AttachedDisks, err = parseDiskFiles(f.diskFiles, cwd); err != nil {
+		return sp, usageError{err}
+	}
+	if sp.SwapBytes, err = parseSwap(f.swap); err != nil {
+		return sp, usageError{err}
+	}
+	if len(f.publish) > 0 && sp.Network == spec.NetworkNone {
+		return sp, usageError{errors.New("-p needs a network: leave out --network none")}
+	}
+	if f.warm && (len(f.publish) > 0 || len(f.diskFiles) > 0 || f.swap != "") {
+		return sp, usageError{errors.New("--warm cannot be combined with -p, --mount-disk-file or --add-swap: a saved VM cannot take new devices or forwards; leave out --warm")}
+	}
 	if err := sp.Validate(); err != nil {
 		return sp, usageError{err}
 	}
+	// Last: binding the ports is the one check with an effect on the host.
+	if sp.Publish, err = parsePublish(f.publish); err != nil {
+		return sp, usageError{err}
+	}
 	return sp, nil
+}
+
+// unlessItypeHelp checks the arguments unless --itype help asks for the list.
+func unlessItypeHelp(f *vmFlags, check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if f.itype == "help" {
+			return nil
+		}
+		return check(cmd, args)
+	}
+}
+
+// itypeHelp prints the instance types when --itype help was given.
+func (f *vmFlags) itypeHelp(w io.Writer) bool {
+	if f.itype != "help" {
+		return false
+	}
+	writeInstanceTypes(w)
+	return true
 }
 
 func newRunSSHCommand(g *globals, st Streams) *cobra.Command {
@@ -215,9 +275,13 @@ func newRunSSHCommand(g *globals, st Streams) *cobra.Command {
 and remove the VM and everything made for it on every exit path.
 stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 		Example: `  bcvk ephemeral run-ssh localhost/bcvk-sample:latest -- systemctl is-system-running
-  bcvk ephemeral run-ssh --memory 4G --vcpus 2 quay.io/fedora/fedora-bootc:42`,
-		Args: minArgs(1, "an IMAGE"),
+  bcvk ephemeral run-ssh --memory 4G --vcpus 2 quay.io/fedora/fedora-bootc:42
+  bcvk ephemeral run-ssh --itype u1.large --add-swap 2G --mount-disk-file data.img:data:raw:ro IMAGE -- lsblk`,
+		Args: unlessItypeHelp(&f, minArgs(1, "an IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.itypeHelp(st.Out) {
+				return nil
+			}
 			sp, err := f.spec()
 			if err != nil {
 				return err

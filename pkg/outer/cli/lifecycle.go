@@ -6,13 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/bcvk/bcvk/pkg/consolelog"
 	"io"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/bcvk/bcvk/pkg/consolelog"
 	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/outer/vm"
@@ -60,9 +62,18 @@ asks the guest to power off. With -d it prints the VM's name once the VM is up
 and returns. The VM's root is writable but nothing is written to the image.`,
 		Example: `  bcvk ephemeral run -d --name dev localhost/bcvk-sample:latest
   bcvk ephemeral ssh dev -- systemctl status
-  bcvk ephemeral rm -f dev`,
-		Args: exactArgs(1, "IMAGE"),
+  bcvk ephemeral rm -f dev
+
+  # a web server in the guest on the host's port 8080, a scratch disk, swap
+  bcvk ephemeral run -d --name web -p 8080:80 --mount-disk-file ./scratch.qcow2:scratch \
+      --add-swap 1G --itype u1.medium localhost/bcvk-sample:latest
+  bcvk ephemeral wait web && curl http://127.0.0.1:8080/
+  bcvk ephemeral run --itype help`,
+		Args: unlessItypeHelp(&f.vmFlags, exactArgs(1, "IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.itypeHelp(st.Out) {
+				return nil
+			}
 			sp, err := f.spec()
 			if err != nil {
 				return err
@@ -245,7 +256,7 @@ func newPsCommand(g *globals, st Streams) *cobra.Command {
 				return writeJSON(st.Out, vms)
 			}
 			tw := tabwriter.NewWriter(st.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tSSH\tCREATED")
+			fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tSSH\tCREATED\tPORTS")
 			for _, vm := range vms {
 				ssh := "-"
 				if vm.Ready {
@@ -258,13 +269,25 @@ func newPsCommand(g *globals, st Streams) *cobra.Command {
 					// Its owner label cannot be judged, so bcvk leaves it.
 					state += " (unknown owner)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", vm.Name, vm.Image, state, ssh, ago(vm.Created))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", vm.Name, vm.Image, state, ssh, ago(vm.Created), portsColumn(vm.Ports))
 			}
 			return tw.Flush()
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// portsColumn shows published ports as podman ps does: IP:HOST->GUEST/tcp.
+func portsColumn(ps []spec.Publish) string {
+	if len(ps) == 0 {
+		return "-"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)) + "->" + strconv.Itoa(p.GuestPort) + "/" + p.Protocol
+	}
+	return strings.Join(s, ", ")
 }
 
 func ago(t time.Time) string {

@@ -284,6 +284,12 @@ func (r *Runtime) Preflight(ctx context.Context, image, runner string, pull Pull
 	return img, nil
 }
 
+// WaitReady's ends other than success, for callers that tell them apart.
+var (
+	ErrReadyTimeout     = errors.New("timed out")
+	ErrEndedBeforeReady = errors.New("the VM stopped before SSH was ready")
+)
+
 // WaitReady follows the VM's events until SSH answers, the container ends,
 // the timeout passes or ctx ends, showing each step.
 func (r *Runtime) WaitReady(ctx context.Context, name, dir string, timeout time.Duration, status *progress.Status) error {
@@ -352,8 +358,8 @@ func (r *Runtime) WaitReady(ctx context.Context, name, dir string, timeout time.
 			return ctx.Err()
 		case <-deadline.C:
 			handle()
-			return fmt.Errorf("timed out after %s at step %q: raise --timeout if the host is slow%s",
-				timeout, step, ConsoleTail(dir))
+			return fmt.Errorf("%w after %s at step %q: raise --timeout if the host is slow%s",
+				ErrReadyTimeout, timeout, step, ConsoleTail(dir))
 		case code := <-exited:
 			if handle() {
 				return nil
@@ -365,7 +371,7 @@ func (r *Runtime) WaitReady(ctx context.Context, name, dir string, timeout time.
 			if msg == "" {
 				msg = fmt.Sprintf("exit status %d; see podman logs", code)
 			}
-			return fmt.Errorf("the VM stopped before SSH was ready, at step %q: %s%s", step, msg, ConsoleTail(dir))
+			return fmt.Errorf("%w, at step %q: %s%s", ErrEndedBeforeReady, step, msg, ConsoleTail(dir))
 		case <-tick.C:
 			if handle() {
 				return nil

@@ -32,6 +32,8 @@ type VM struct {
 	OwnerUnknown bool `json:"ownerUnknown"`
 	// SSHTransport is vsock or tcp, once the VM's bcvk-inner chose.
 	SSHTransport string `json:"sshTransport,omitempty"`
+	// Ports are the guest ports published on the host (-p).
+	Ports []spec.Publish `json:"ports"`
 	// made says bcvk set its labels (see madeByBcvk); RemoveAll removes
 	// only these.
 	made bool
@@ -71,6 +73,10 @@ func (r *Runtime) List(ctx context.Context) ([]VM, error) {
 			Name: name, ID: c.ID, Image: c.Labels[spec.LabelImage], State: c.State,
 			Created: time.Unix(c.Created, 0).UTC(), StateDir: c.Labels[spec.LabelStateDir], Labels: c.Labels,
 			OwnerUnknown: verdicts[i] == ownerUnknown, made: madeByBcvk(c),
+		}
+		vm.Ports = spec.ParsePublishLabel(c.Labels[spec.LabelPublish])
+		if vm.Ports == nil {
+			vm.Ports = []spec.Publish{}
 		}
 		vm.Ready = c.State == "running" && sshReady(vm.StateDir)
 		vm.SSHTransport = sshTransport(vm.StateDir)
