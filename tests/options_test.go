@@ -155,7 +155,9 @@ func TestVMOptions(t *testing.T) {
 		}
 	})
 	t.Run("swap", func(t *testing.T) {
-		r := ssh("swapon --show=NAME,TYPE,SIZE --noheadings --bytes; readlink -f /dev/disk/by-id/virtio-bcvk-swap")
+		// SSH can answer before the boot is done (over vsock, sshd is up
+		// before sysinit.target): swap is active once the boot is.
+		r := ssh("systemctl is-system-running --wait >/dev/null; swapon --show=NAME,TYPE,SIZE --noheadings --bytes; readlink -f /dev/disk/by-id/virtio-bcvk-swap")
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		if r.code != 0 || len(lines) != 2 {
 			t.Fatalf("exit %d, stdout %q", r.code, r.stdout)
@@ -264,4 +266,24 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// readPublished reads what a service on the host's 127.0.0.1:port says,
+// trying for up to two minutes while the guest starts it.
+func readPublished(t *testing.T, port string) string {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, 10*time.Second)
+		if err != nil {
+			continue
+		}
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if got = string(b); got != "" {
+			return got
+		}
+	}
+	return got
 }

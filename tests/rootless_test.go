@@ -135,10 +135,37 @@ func TestRootless(t *testing.T) {
 		t.Fatalf("rootless run-ssh: exit %d, stdout %q", r.code, r.stdout)
 	}
 
+	// The options that depend on who runs bcvk: a file the user cannot
+	// write is refused (QEMU in a rootful container could), and so is a
+	// port the user may not open.
+	// (In /var/tmp: the user must reach the file to be refused its writing.)
+	notTheirs := "/var/tmp/bcvk-test-root-owned.img"
+	if err := os.WriteFile(notTheirs, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(notTheirs) })
+	if r := bcvk(time.Minute, "ephemeral", "run", "-d", "--name", "rl-bad", "--mount-disk-file", notTheirs, sampleImage()); r.code != 2 || !strings.Contains(r.stderr, "you cannot write "+notTheirs+": attach it read-only with :ro") {
+		t.Errorf("rootless --mount-disk-file of root's file: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); err == nil && strings.TrimSpace(string(b)) == "1024" {
+		if r := bcvk(time.Minute, "ephemeral", "run", "-d", "--name", "rl-bad", "-p", "80:8000", sampleImage()); r.code != 2 || !strings.Contains(r.stderr, "may not listen on port 80") {
+			t.Errorf("rootless -p 80:8000: exit %d, stderr %q", r.code, r.stderr)
+		}
+	}
+
 	name := "rl-life"
-	r = bcvk(bootTimeout, "ephemeral", "run", "-d", "--name", name, "--bind-storage-ro", sampleImage())
+	port := freePort(t)
+	r = bcvk(bootTimeout, "ephemeral", "run", "-d", "--name", name, "--bind-storage-ro", "-p", port+":8000", sampleImage())
 	if r.code != 0 {
 		t.Fatalf("rootless run -d: exit %d", r.code)
+	}
+	// A published port, rootless: a socket-activated service in the guest
+	// answers on the host's port.
+	if r := bcvk(time.Minute, "ephemeral", "ssh", name, "--", "systemd-run", "--unit", "bcvk-test-publish",
+		"systemd-socket-activate", "--listen", "0.0.0.0:8000", "--accept", "--inetd", "echo", "published-rootless"); r.code != 0 {
+		t.Errorf("starting a service in the guest: exit %d, %s", r.code, r.stderr)
+	} else if got := readPublished(t, port); got != "published-rootless\n" {
+		t.Errorf("rootless -p %s:8000 gave %q", port, got)
 	}
 	r = bcvk(time.Minute, "ephemeral", "ps", "--json")
 	var vms []struct {
