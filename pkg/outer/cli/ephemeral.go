@@ -32,6 +32,7 @@ func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
 		newLogsCommand(g, st),
 		newSSHConfigCommand(g, st),
 		newWaitCommand(g, st),
+		newCpCommand(g, st),
 	)
 	return c
 }
