@@ -55,7 +55,14 @@ func ParseCopy(src, dest string, recursive bool) (CopyOptions, error) {
 	case o.Src.VM != "" && o.Dest.VM != "":
 		return o, errors.New("both SRC and DEST are in a VM: one side must be a host path")
 	case o.Src.VM == "" && o.Dest.VM == "":
-		return o, fmt.Errorf("neither SRC nor DEST names a VM: write one as NAME:PATH (a host path with a ':' can be written ./%s)", strings.TrimPrefix(src, "./"))
+		msg := "neither SRC nor DEST names a VM: write the VM's side as NAME:PATH"
+		for _, a := range []string{src, dest} {
+			if strings.Contains(a, ":") {
+				msg += fmt.Sprintf(" (%q is a host path: what comes before its ':' is no VM name)", a)
+				break
+			}
+		}
+		return o, errors.New(msg)
 	}
 	for _, e := range []Endpoint{o.Src, o.Dest} {
 		if e.Path == "" {
