@@ -154,7 +154,7 @@ type entry struct {
 	mode       int64
 }
 
-func stream(t *testing.T, es ...entry) []byte {
+func stream(t testing.TB, es ...entry) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -248,4 +248,31 @@ func TestExtractTruncated(t *testing.T) {
 	if got := tree(t, dst); got != "" {
 		t.Errorf("left behind:\n%s", got)
 	}
+}
+
+// Whatever a stream holds, nothing appears outside the extraction
+// directory, and a failed extraction leaves it empty.
+func FuzzExtract(f *testing.F) {
+	top := entry{typ: tar.TypeDir, name: "top/", mode: 0o755}
+	f.Add([]byte{})
+	f.Add(stream(f, top, entry{typ: tar.TypeReg, name: "top/a", body: "x"}))
+	f.Add(stream(f, top, entry{typ: tar.TypeSymlink, name: "top/l", link: ".."}, entry{typ: tar.TypeReg, name: "top/l/x", body: "x"}))
+	f.Add(stream(f, top, entry{typ: tar.TypeLink, name: "top/h", link: "../x"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		outside := t.TempDir()
+		dst := filepath.Join(outside, "dst")
+		if err := os.Mkdir(dst, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Extract(bytes.NewReader(b), dst, "out")
+		entries, _ := os.ReadDir(outside)
+		if len(entries) != 1 {
+			t.Fatalf("outside the extraction: %v", entries)
+		}
+		if err != nil {
+			if got := tree(t, dst); got != "" {
+				t.Fatalf("a failed extraction left:\n%s", got)
+			}
+		}
+	})
 }
