@@ -75,11 +75,12 @@ func copyTreeLines(t *testing.T, dir string) (listing, sums string) {
 // into the guest and back out, modes and contents kept, and its failures.
 func checkCopy(t *testing.T, stateDir, name string) {
 	t.Helper()
-	bcvk := func(args ...string) result {
-		return runBcvk(t, stateDir, nil, 2*time.Minute, args...)
+	// Under TCG on a busy host the guest's SSH moves about 150 KB/s.
+	bcvk := func(t *testing.T, args ...string) result {
+		return runBcvk(t, stateDir, nil, 4*time.Minute, args...)
 	}
-	ssh := func(script string) result {
-		return bcvk("ephemeral", "ssh", name, "--", "sh", "-c", script)
+	ssh := func(t *testing.T, script string) result {
+		return bcvk(t, "ephemeral", "ssh", name, "--", "sh", "-c", script)
 	}
 	host := t.TempDir()
 	src := filepath.Join(host, "tree")
@@ -115,22 +116,22 @@ func checkCopy(t *testing.T, stateDir, name string) {
 	const guestDir = "/tmp/bcvk-cp-test"
 
 	t.Run("into-guest", func(t *testing.T) {
-		if r := bcvk("ephemeral", "cp", "-r", src, name+":"+guestDir); r.code != 0 {
+		if r := bcvk(t, "ephemeral", "cp", "-r", src, name+":"+guestDir); r.code != 0 {
 			t.Fatalf("cp -r into the guest: exit %d: %s", r.code, r.stderr)
 		}
-		r := ssh("cd " + guestDir + " && find . -mindepth 1 -printf '%m %y %p -> %l\\n' | LC_ALL=C sort")
+		r := ssh(t, "cd "+guestDir+" && find . -mindepth 1 -printf '%m %y %p -> %l\\n' | LC_ALL=C sort")
 		if got := r.stdout; got != wantList {
 			t.Errorf("guest tree:\n%s\nwant:\n%s", got, wantList)
 		}
-		r = ssh("cd " + guestDir + " && find . -type f -exec sha256sum {} + | LC_ALL=C sort")
+		r = ssh(t, "cd "+guestDir+" && find . -type f -exec sha256sum {} + | LC_ALL=C sort")
 		if got := r.stdout; got != wantSums {
 			t.Errorf("guest contents:\n%s\nwant:\n%s", got, wantSums)
 		}
 		// One file, into the login user's home (a relative guest path).
-		if r := bcvk("ephemeral", "cp", filepath.Join(src, "with space.txt"), name+":."); r.code != 0 {
+		if r := bcvk(t, "ephemeral", "cp", filepath.Join(src, "with space.txt"), name+":."); r.code != 0 {
 			t.Fatalf("cp of a file into the home: exit %d: %s", r.code, r.stderr)
 		}
-		if r := ssh("stat -c '%a %n' ~/'with space.txt' && cat ~/'with space.txt'"); !strings.HasSuffix(r.stdout, "with space.txt\nspaced out\n") || !strings.HasPrefix(r.stdout, "644 ") {
+		if r := ssh(t, "stat -c '%a %n' ~/'with space.txt' && cat ~/'with space.txt'"); !strings.HasSuffix(r.stdout, "with space.txt\nspaced out\n") || !strings.HasPrefix(r.stdout, "644 ") {
 			t.Errorf("file in the home: %q", r.stdout)
 		}
 	})
@@ -139,14 +140,14 @@ func checkCopy(t *testing.T, stateDir, name string) {
 		if err := os.Mkdir(back, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if r := bcvk("ephemeral", "cp", "-r", name+":"+guestDir, back); r.code != 0 {
+		if r := bcvk(t, "ephemeral", "cp", "-r", name+":"+guestDir, back); r.code != 0 {
 			t.Fatalf("cp -r out of the guest: exit %d: %s", r.code, r.stderr)
 		}
 		gotList, gotSums := copyTreeLines(t, filepath.Join(back, filepath.Base(guestDir)))
 		if gotList != wantList || gotSums != wantSums {
 			t.Errorf("copied back:\n%s%s\nwant:\n%s%s", gotList, gotSums, wantList, wantSums)
 		}
-		if r := bcvk("ephemeral", "cp", name+":"+guestDir+"/private", filepath.Join(back, "p")); r.code != 0 {
+		if r := bcvk(t, "ephemeral", "cp", name+":"+guestDir+"/private", filepath.Join(back, "p")); r.code != 0 {
 			t.Fatalf("cp of a file out: exit %d: %s", r.code, r.stderr)
 		}
 		if fi, err := os.Stat(filepath.Join(back, "p")); err != nil || fi.Mode() != 0o600 {
@@ -173,7 +174,7 @@ func checkCopy(t *testing.T, stateDir, name string) {
 			{[]string{src, out}, 2, "neither SRC nor DEST names a VM"},
 			{[]string{name + ":/a", name + ":/b"}, 2, "both SRC and DEST are in a VM"},
 		} {
-			r := bcvk(append([]string{"ephemeral", "cp"}, tc.args...)...)
+			r := bcvk(t, append([]string{"ephemeral", "cp"}, tc.args...)...)
 			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("cp %v: exit %d, stderr %q; want exit %d and %q", tc.args, r.code, r.stderr, tc.code, tc.want)
 			}
@@ -183,16 +184,19 @@ func checkCopy(t *testing.T, stateDir, name string) {
 		}
 	})
 	// The host refuses what it does not make (a FIFO), with the guest's
-	// tar still sending a large file: bcvk stops it and keeps nothing.
+	// tar still sending: bcvk stops it and keeps nothing.
 	t.Run("refused-entry", func(t *testing.T) {
-		if r := ssh("mkdir /tmp/bcvk-cp-fifo && mkfifo /tmp/bcvk-cp-fifo/p && head -c 30000000 /dev/zero > /tmp/bcvk-cp-fifo/big"); r.code != 0 {
+		// The FIFO is made last, so tar sends it first (tmpfs lists the
+		// newest first), and then the file, more than the pipes and the
+		// SSH window hold.
+		if r := ssh(t, "mkdir /tmp/bcvk-cp-fifo && head -c 8000000 /dev/zero > /tmp/bcvk-cp-fifo/big && mkfifo /tmp/bcvk-cp-fifo/p"); r.code != 0 {
 			t.Fatalf("making a FIFO in the guest: %s", r.stderr)
 		}
 		out := filepath.Join(host, "fifo")
 		if err := os.Mkdir(out, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		r := bcvk("ephemeral", "cp", "-r", name+":/tmp/bcvk-cp-fifo", out)
+		r := bcvk(t, "ephemeral", "cp", "-r", name+":/tmp/bcvk-cp-fifo", out)
 		if r.code != 1 || !strings.Contains(r.stderr, "bcvk-cp-fifo/p\", a FIFO: bcvk copies only files, directories and links") {
 			t.Errorf("copy of a tree with a FIFO: exit %d, stderr %q", r.code, r.stderr)
 		}
@@ -204,7 +208,7 @@ func checkCopy(t *testing.T, stateDir, name string) {
 	if entries, _ := filepath.Glob(filepath.Join(host, "*", ".bcvk-cp-*")); len(entries) != 0 {
 		t.Errorf("left on the host: %v", entries)
 	}
-	if r := ssh("ls -a /tmp " + guestDir + " ~ | grep -F .bcvk-cp. || true"); r.stdout != "" {
+	if r := ssh(t, "ls -a /tmp "+guestDir+" ~ | grep -F .bcvk-cp. || true"); r.stdout != "" {
 		t.Errorf("left in the guest: %q", r.stdout)
 	}
 }
