@@ -43,7 +43,7 @@ made beside DEST and renamed into place, so a failed copy leaves nothing.`,
 				return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, cmd.CommandPath())}
 			}
 			ctx := cmd.Context()
-			rt, user, err := readyVM(ctx, g, st, o.VM())
+			rt, _, user, err := readyVM(ctx, g, st, o.VM())
 			if err != nil {
 				return err
 			}
@@ -59,13 +59,13 @@ made beside DEST and renamed into place, so a failed copy leaves nothing.`,
 
 // readyVM finds the named VM, waits until it answers SSH, and returns the
 // runtime and the user SSH logs in as.
-func readyVM(ctx context.Context, g *globals, st Streams, name string) (*vm.Runtime, string, error) {
+func readyVM(ctx context.Context, g *globals, st Streams, name string) (*vm.Runtime, *vm.VM, string, error) {
 	rt, v, err := findVM(ctx, name)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	if v.State != "running" {
-		return nil, "", fmt.Errorf("VM %q is not running (its container is %s): start a new one with `bcvk ephemeral run`", name, v.State)
+		return nil, nil, "", fmt.Errorf("VM %q is not running (its container is %s): start a new one with `bcvk ephemeral run`", name, v.State)
 	}
 	if !v.Ready {
 		status := progress.New(st.Err, g.progressMode(st.Err))
@@ -73,9 +73,9 @@ func readyVM(ctx context.Context, g *globals, st Streams, name string) (*vm.Runt
 		err := rt.WaitReady(ctx, name, v.StateDir, vm.DefaultReadyTimeout, status)
 		status.End(err == nil)
 		if err != nil {
-			return nil, "", err
+			return nil, nil, "", err
 		}
 	}
 	user, err := v.SSHUser()
-	return rt, user, err
+	return rt, v, user, err
 }

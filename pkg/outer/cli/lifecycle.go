@@ -16,7 +16,6 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/consolelog"
 	"github.com/bcvk/bcvk/pkg/outer/ephemeral"
-	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/outer/vm"
 	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/version"
@@ -197,23 +196,7 @@ func newSSHCommand(g *globals, st Streams) *cobra.Command {
 				return usageError{fmt.Errorf("put the command after \"--\": bcvk ephemeral ssh %s [SSH-OPTIONS] -- COMMAND", name)}
 			}
 			ctx := cmd.Context()
-			rt, v, err := findVM(ctx, name)
-			if err != nil {
-				return err
-			}
-			if v.State != "running" {
-				return fmt.Errorf("VM %q is not running (its container is %s): start a new one with `bcvk ephemeral run`", name, v.State)
-			}
-			if !v.Ready {
-				status := progress.New(st.Err, g.progressMode(st.Err))
-				status.Start("Waiting for " + name)
-				err := rt.WaitReady(ctx, name, v.StateDir, vm.DefaultReadyTimeout, status)
-				status.End(err == nil)
-				if err != nil {
-					return err
-				}
-			}
-			user, err := v.SSHUser()
+			rt, v, user, err := readyVM(ctx, g, st, name)
 			if err != nil {
 				return err
 			}
