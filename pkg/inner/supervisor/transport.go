@@ -93,7 +93,7 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 	}
 	s.tp = p
 	if p.transport == spec.TransportTCP {
-		s.noJournal("it comes over vsock, and this VM has none, as SSH goes over TCP (" + p.why + ")")
+		s.noJournal("it comes over vsock, and this VM has none: SSH goes over TCP, " + p.why)
 	}
 	msg := fmt.Sprintf("SSH goes over %s: %s", p.transport, p.why)
 	if p.transport == spec.TransportTCP && s.sp.SSHTransport != spec.TransportTCP && s.sp.Warm == "" {
