@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -34,6 +35,10 @@ const (
 	EventsFile = "events.jsonl"
 	// ConsoleFile is the serial console log inside StateDir.
 	ConsoleFile = "console.log"
+	// JournalFile is the guest's journal as plain lines inside StateDir.
+	JournalFile = "journal.log"
+	// JournalMount is where the user's --journal file is mounted.
+	JournalMount = "/bcvk/journal"
 	// SSHKeyFile is the private key inside StateDir; the public key has ".pub".
 	SSHKeyFile = "ssh_key"
 	// GuestSSHPort is the port QEMU forwards to the guest's port 22, on the
@@ -126,6 +131,9 @@ type Spec struct {
 	AttachedDisks []AttachedDisk `json:"attachedDisks,omitempty"`
 	// SwapBytes, when positive, gives the guest a swap disk this large.
 	SwapBytes int64 `json:"swapBytes,omitempty"`
+	// Journal is the host file (an absolute path) that gets a copy of the
+	// guest's journal (--journal); bcvk-inner writes it at JournalMount.
+	Journal string `json:"journal,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -246,6 +254,9 @@ func (s *Spec) Validate() error {
 	}
 	if s.ImageSize < 0 {
 		errs = append(errs, errors.New("the image size cannot be negative"))
+	}
+	if s.Journal != "" && (!filepath.IsAbs(s.Journal) || filepath.Clean(s.Journal) != s.Journal) {
+		errs = append(errs, fmt.Errorf("the journal file %q must be an absolute, clean path", s.Journal))
 	}
 	if strings.ContainsAny(s.SSHAuthorizedKey, "\n\r") {
 		errs = append(errs, errors.New("the SSH public key must be a single line"))

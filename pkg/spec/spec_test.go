@@ -204,3 +204,13 @@ func TestWarmMetaRoundTrip(t *testing.T) {
 		t.Fatalf("%+v %v", got, err)
 	}
 }
+
+func TestValidateJournal(t *testing.T) {
+	for path, ok := range map[string]bool{"": true, "/tmp/j.log": true, "j.log": false, "/tmp/../j.log": false, "/tmp/": false} {
+		s := New()
+		s.Journal = path
+		if err := s.Validate(); (err == nil) != ok {
+			t.Errorf("%q: %v", path, err)
+		}
+	}
+}

@@ -37,6 +37,12 @@ const (
 	NotifyPort = 8712
 	// GuestInitPort is the host port bcvk's guest init reports its steps to.
 	GuestInitPort = 8713
+	// JournalPort is the host port the guest's journald forwards its
+	// journal to (the credential journal.forward_to_socket=vsock:2:PORT).
+	JournalPort = 8714
+	// MinSystemdForJournal is the first systemd whose journald forwards
+	// to a socket.
+	MinSystemdForJournal = 256
 	// GuestVsockSSHPort is the vsock port of sshd in the guest.
 	GuestVsockSSHPort = 22
 	// MinSystemdForVsockSSH is the first systemd with systemd-ssh-generator.

@@ -52,11 +52,13 @@ type Options struct {
 	DisksDir  string
 	WarmDir   string
 	ErofsDir  string
-	QEMU      string
-	QEMUImg   string
-	Virtiofsd string
-	SSH       string
-	KVMDevice string
+	// JournalMount is where the user's --journal file is mounted.
+	JournalMount string
+	QEMU         string
+	QEMUImg      string
+	Virtiofsd    string
+	SSH          string
+	KVMDevice    string
 	// VhostVsockDevice is the kernel's vsock device, used when present;
 	// VhostDeviceVsock the userspace backend used otherwise.
 	VhostVsockDevice string
@@ -74,7 +76,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		ImageRoot: spec.ImageRoot, StateDir: spec.StateDir, RunDir: spec.RunDir,
-		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, ErofsDir: spec.ErofsDir, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
+		DisksDir: spec.DisksDir, WarmDir: spec.WarmDir, ErofsDir: spec.ErofsDir, JournalMount: spec.JournalMount, QEMU: qemu.DefaultBinary, QEMUImg: "qemu-img",
 		Virtiofsd: virtiofsd.DefaultBinary, SSH: "ssh", KVMDevice: "/dev/kvm", KVMUsable: qemu.KVMUsable,
 		VhostVsockDevice: vsock.DefaultVhostPath, VhostDeviceVsock: vsock.BackendBinary,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Timing: DefaultTiming(),

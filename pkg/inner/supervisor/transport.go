@@ -92,6 +92,9 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 		}
 	}
 	s.tp = p
+	if p.transport == spec.TransportTCP {
+		s.noJournal("it comes over vsock, and this VM has none: SSH goes over TCP, " + p.why)
+	}
 	msg := fmt.Sprintf("SSH goes over %s: %s", p.transport, p.why)
 	if p.transport == spec.TransportTCP && s.sp.SSHTransport != spec.TransportTCP && s.sp.Warm == "" {
 		// Falling back by itself is news: one line at the default level.
@@ -115,8 +118,8 @@ func (s *supervisor) planTransport(ctx context.Context, cfg *qemu.Config, k kern
 func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transportPlan) error {
 	p.target = proxy.Target{Transport: spec.TransportVsock, VsockPort: spec.GuestVsockSSHPort}
 	var (
-		l    net.Listener
-		port uint32
+		l, jl       net.Listener
+		port, jport uint32
 	)
 	if exists(s.o.VhostVsockDevice) {
 		cid, f, err := vsock.AllocateCID(ctx, vsock.VhostDevice{Path: s.o.VhostVsockDevice}, nil, cidAttempts)
@@ -139,6 +142,12 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 		}
 		s.serveInitReports(ctx, vsock.FromCID(rl, cid))
 		p.reportPort = rp
+		if jl, jport, err = vsock.ListenRandomPort(vsock.KernelListen, nil, cidAttempts); err != nil {
+			f.Close()
+			l.Close()
+			return fmt.Errorf("listening for the guest's journal on vsock: %w", err)
+		}
+		jl = vsock.FromCID(jl, cid)
 		// QEMU inherits it as its first extra descriptor (fd 3).
 		p.vhost = f
 		cfg.Vsock = &qemu.Vsock{CID: cid, VhostFD: 3}
@@ -162,6 +171,11 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 		}
 		s.serveInitReports(ctx, rl)
 		p.reportPort = spec.GuestInitPort
+		if jl, err = vsock.UnixListen(uds, spec.JournalPort); err != nil {
+			l.Close()
+			return fmt.Errorf("listening for the guest's journal: %w", err)
+		}
+		jport = spec.JournalPort
 		p.helper = &machine.Helper{Name: "vhost-device-vsock", Socket: sock,
 			Argv: append([]string{bin}, vsock.BackendArgs(vsock.BackendConfig{GuestCID: vsock.GuestCID, Socket: sock, UDSPath: uds})...)}
 		cfg.Vsock = &qemu.Vsock{BackendSocket: sock}
@@ -171,10 +185,18 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 	v, err := credential.SMBIOS(vsock.NotifyCredential, []byte(vsock.NotifySocket(port)))
 	if err != nil {
 		l.Close()
+		jl.Close()
 		return err
 	}
-	cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v)
+	jv, err := credential.SMBIOS(journalCredential, []byte(journalSocket(jport)))
+	if err != nil {
+		l.Close()
+		jl.Close()
+		return err
+	}
+	cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v, jv)
 	s.serveNotify(ctx, l)
+	s.serveJournal(ctx, jl)
 	return nil
 }
 

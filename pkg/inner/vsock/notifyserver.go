@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,44 +41,8 @@ func (s *NotifyServer) Malformed() uint64 { return s.malformed.Load() }
 // message is dropped rather than block for ever on out once ctx ends. An
 // accept error other than running short of resources ends Serve early.
 func (s *NotifyServer) Serve(ctx context.Context, l net.Listener, out chan<- Notify) error {
-	stop := context.AfterFunc(ctx, func() { l.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	slots := make(chan struct{}, orDefault(s.MaxConns, DefaultNotifyMaxConns))
-	backoff := 5 * time.Millisecond
-	for {
-		// A free slot first: past MaxConns, connections wait in the
-		// listen queue.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			l.Close()
-			return nil
-		}
-		c, err := l.Accept()
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !transient(err) {
-				l.Close()
-				return fmt.Errorf("receiving sd_notify messages: %w", err)
-			}
-			s.log().Warnf("accepting an sd_notify connection: %v; retrying", err)
-			if !sleep(ctx, backoff) {
-				return nil
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		wg.Go(func() {
-			defer func() { <-slots }()
-			s.handle(ctx, c, out)
-		})
-	}
+	return ServeConns(ctx, l, orDefault(s.MaxConns, DefaultNotifyMaxConns), "sd_notify messages", s.log(),
+		func(ctx context.Context, c net.Conn) { s.handle(ctx, c, out) })
 }
 
 func (s *NotifyServer) handle(ctx context.Context, c net.Conn, out chan<- Notify) {

@@ -136,6 +136,7 @@ type vmFlags struct {
 	swap      string
 	itype     string
 	flags     *pflag.FlagSet
+	journal   string // --journal FILE
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
@@ -153,6 +154,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.swap, "add-swap", "", "give the guest a swap disk of this size (e.g. 1G), made for the VM and removed with it; needs systemd 254 or later in the guest")
 	fs.StringVar(&f.itype, "itype", "", "instance type: vCPUs and memory by name, as KubeVirt's u1 series (u1.small, u1.medium, u1.large, ...); --memory and --vcpus win; --itype help lists them")
 	f.flags = fs
+	fs.StringVar(&f.journal, "journal", "", "write the guest's journal to `FILE` as plain lines while the VM runs (created or emptied first; needs systemd 256 or later in the guest and SSH over vsock); 'bcvk ephemeral logs --journal NAME' shows it too")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
 
@@ -236,6 +238,9 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	}
 	if f.warm && (len(f.publish) > 0 || len(f.diskFiles) > 0 || f.swap != "") {
 		return sp, usageError{errors.New("--warm cannot be combined with -p, --mount-disk-file or --add-swap: a saved VM cannot take new devices or forwards; leave out --warm")}
+	}
+	if sp.Journal, err = journalPath(f.journal); err != nil {
+		return sp, usageError{err}
 	}
 	if err := sp.Validate(); err != nil {
 		return sp, usageError{err}

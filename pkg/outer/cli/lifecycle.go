@@ -379,10 +379,10 @@ func newRmAllCommand(g *globals, st Streams) *cobra.Command {
 }
 
 func newLogsCommand(g *globals, st Streams) *cobra.Command {
-	var follow bool
+	var follow, journal bool
 	c := &cobra.Command{
 		Use:   "logs NAME",
-		Short: "Show an ephemeral VM's serial console",
+		Short: "Show an ephemeral VM's serial console, or with --journal its journal",
 		Args:  exactArgs(1, "the NAME of a VM"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -391,6 +391,9 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 				return err
 			}
 			path := filepath.Join(v.StateDir, spec.ConsoleFile)
+			if journal {
+				path = filepath.Join(v.StateDir, spec.JournalFile)
+			}
 			stop := make(chan struct{})
 			if !follow || v.State != "running" {
 				close(stop)
@@ -403,6 +406,11 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 			if err := vm.Follow(ctx, path, st.Out, stop); err != nil {
 				return err
 			}
+			if journal {
+				if hint := noJournalHint(v.StateDir); hint != "" {
+					fmt.Fprintln(st.Err, hint)
+				}
+			}
 			// bcvk-inner's own warnings (not the guest's console) go to
 			// stderr, after the console.
 			for _, w := range vm.Warnings(v.StateDir) {
@@ -412,6 +420,7 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the VM ends")
+	c.Flags().BoolVar(&journal, "journal", false, "show the guest's journal (plain lines, forwarded by its journald over vsock; systemd 256 and later) instead of the console")
 	return c
 }
 

@@ -46,6 +46,10 @@ type ContainerConfig struct {
 	ErofsDir string
 	// SSHUser is the guest user for SSH (label bcvk.ssh-user), if not root.
 	SSHUser string
+	// JournalFile is the host file that gets a copy of the guest's
+	// journal (--journal), mounted at spec.JournalMount; empty mounts
+	// nothing.
+	JournalFile string
 	// NoNetwork gives the container no network of its own: SSH still works
 	// (it goes through podman exec to QEMU's loopback forward), but the
 	// guest cannot reach out. For rootless hosts where slirp4netns cannot
@@ -113,6 +117,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	if len(c.Publish) > 0 && c.NoNetwork {
 		errs = append(errs, errors.New("the VM's container gets no network here, so no port can be published: leave out -p"))
 	}
+	if c.JournalFile != "" {
+		errs = append(errs, podman.CheckMountPath("the journal file", c.JournalFile))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -161,6 +168,9 @@ func PodmanRunArgs(c ContainerConfig) ([]string, error) {
 	}
 	if c.ErofsDir != "" {
 		a = append(a, "--mount", bindMount(c.ErofsDir, spec.ErofsDir, false))
+	}
+	if c.JournalFile != "" {
+		a = append(a, "--mount", bindMount(c.JournalFile, spec.JournalMount, false))
 	}
 	if c.HostStorageDir != "" {
 		// Not recursive: the live root file systems of running containers

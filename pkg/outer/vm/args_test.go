@@ -104,6 +104,43 @@ func TestPodmanRunArgsQuotesMountPaths(t *testing.T) {
 
 // A path that a --mount value cannot carry, and a runner reference that
 // podman would take for an option, are refused with a clear error.
+// --journal FILE: the host file is mounted where bcvk-inner writes it.
+func TestPodmanRunArgsJournal(t *testing.T) {
+	got, err := PodmanRunArgs(ContainerConfig{
+		Name: "vm1", Image: "localhost/img:1", ImageID: "abc123", RunnerImage: "localhost/bcvk-runner:0.1.0",
+		RunnerImageID: "def456", StateDir: "/run/user/0/bcvk/vm1-x", Version: "0.1.0", NoFile: 20000, NProc: 4096,
+		StopTimeout: 30, JournalFile: "/home/u/vm1,journal.log",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"run", "--detach", "--name", "vm1",
+		"--label", "bcvk.ephemeral=1",
+		"--label", "bcvk.name=vm1",
+		"--label", "bcvk.image=localhost/img:1",
+		"--label", "bcvk.version=0.1.0",
+		"--label", "bcvk.state-dir=/run/user/0/bcvk/vm1-x",
+		"--label", "bcvk.runner-id=def456",
+		"--pull=never",
+		"--mount", "type=image,source=abc123,destination=/bcvk/image",
+		"--mount", "type=bind,source=/run/user/0/bcvk/vm1-x,destination=/bcvk/state",
+		"--mount", `type=bind,"source=/home/u/vm1,journal.log",destination=/bcvk/journal`,
+		"--pids-limit", "4096",
+		"--tmpfs", "/run:rw,mode=0755,size=128m",
+		"--ulimit", "nofile=20000:20000",
+		"--ulimit", "nproc=4096:4096",
+		"--security-opt", "label=disable",
+		"--security-opt", "no-new-privileges",
+		"--cap-drop", "KILL,NET_BIND_SERVICE",
+		"--stop-timeout", "30",
+		"localhost/bcvk-runner:0.1.0",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
+	}
+}
+
 func TestPodmanRunArgsRefuses(t *testing.T) {
 	ok := ContainerConfig{Name: "vm1", ImageID: "abc", RunnerImage: "localhost/r:1", StateDir: "/run/user/0/bcvk/vm1-x"}
 	for _, tc := range []struct {
@@ -114,6 +151,7 @@ func TestPodmanRunArgsRefuses(t *testing.T) {
 		{"newline in the state dir", func(c *ContainerConfig) { c.StateDir = "/tmp/a\nb" }, "control characters"},
 		{"CR LF in a bind", func(c *ContainerConfig) { c.Binds = []spec.Bind{{Host: "/srv/a\r\nb"}} }, "control characters"},
 		{"tab in the disks dir", func(c *ContainerConfig) { c.DisksDir = "/srv/a\tb" }, "control characters"},
+		{"newline in the journal file", func(c *ContainerConfig) { c.JournalFile = "/tmp/j\n.log" }, "control characters"},
 		{"runner that looks like an option", func(c *ContainerConfig) { c.RunnerImage = "--privileged" }, `cannot begin with "-"`},
 		{"no runner", func(c *ContainerConfig) { c.RunnerImage = "" }, "runner image"},
 	} {

@@ -188,6 +188,14 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		return nil, err
 	}
 
+	if sp.Journal != "" {
+		// Made (or emptied) by the user running bcvk, so that it is theirs
+		// and the mount has a file to bind.
+		if err := createJournal(sp.Journal); err != nil {
+			return nil, err
+		}
+	}
+
 	noNet := sp.Network == spec.NetworkNone
 	if !noNet && h.EUID != 0 && !usable(h.TunDevice) {
 		noNet = true
@@ -204,7 +212,7 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 		NoFile:     h.NoFile, NProc: h.NProc, StopTimeout: StopTimeoutFor(sp),
 		Labels: c.Labels, Remove: c.Remove, Binds: sp.Binds, NoNetwork: noNet, DisksDir: c.DisksDir,
 		Owner: h.owner(c.Owned), Warm: warm, HostStorageDir: storageDir, SSHUser: sp.SSHUser,
-		ErofsDir: erofsDir, Publish: sp.Publish, AttachedDisks: sp.AttachedDisks,
+		ErofsDir: erofsDir, Publish: sp.Publish, AttachedDisks: sp.AttachedDisks, JournalFile: sp.Journal,
 	})
 	if err != nil {
 		return nil, err
@@ -460,4 +468,13 @@ func (c Cleanups) run(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// createJournal creates or empties the --journal file.
+func createJournal(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("--journal: %w", err)
+	}
+	return f.Close()
 }
