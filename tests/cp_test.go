@@ -12,21 +12,6 @@ import (
 	"time"
 )
 
-func TestCopy(t *testing.T) {
-	needPodman(t)
-	name := "bcvk-test-cp"
-	cleanupContainer(t, name)
-	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run", "-d", "--name", name, "--memory", "1G", sampleImage())
-	if r.code != 0 {
-		t.Fatalf("run -d: exit %d, stderr:\n%s", r.code, r.stderr)
-	}
-	checkCopy(t, sharedState, name)
-	if r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "rm", "-f", name); r.code != 0 {
-		t.Errorf("rm -f: exit %d: %s", r.code, r.stderr)
-	}
-	assertNothingLeft(t, name, sharedState)
-}
-
 // copyTreeLines describes a tree as find's "-printf '%m %y %p -> %l\n'"
 // does, sorted, and the regular files' contents as sha256sum's lines, so
 // that host and guest trees compare as text.

@@ -74,30 +74,6 @@ func lastLines(s string, n int) string {
 	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
-// TestJournal boots a VM with --journal FILE and checks its journal; the
-// file stays when the VM is removed.
-func TestJournal(t *testing.T) {
-	needPodman(t)
-	name := "bcvk-test-journal"
-	cleanupContainer(t, name)
-	file := filepath.Join(t.TempDir(), "journal.log")
-	if err := os.WriteFile(file, []byte("an earlier run's\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run", "-d", "--name", name, "--journal", file, sampleImage())
-	if r.code != 0 {
-		t.Fatalf("run -d: exit %d\n%s", r.code, r.stderr)
-	}
-	checkJournal(t, sharedState, name, file)
-	if r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "rm", "-f", name); r.code != 0 {
-		t.Fatalf("rm -f: exit %d\n%s", r.code, r.stderr)
-	}
-	b, err := os.ReadFile(file)
-	if err != nil || strings.Contains(string(b), "an earlier run's") || !strings.Contains(string(b), " kernel: ") {
-		t.Errorf("after rm the journal file should hold this run's journal only: %v, %d bytes", err, len(b))
-	}
-}
-
 // A --journal FILE that cannot be made is a usage error before anything
 // starts.
 func TestJournalBadFile(t *testing.T) {

@@ -84,8 +84,8 @@ func TestVMOptionsBadInput(t *testing.T) {
 }
 
 // One VM with a published port, three disk files (qcow2, raw, read-only
-// raw), swap and an instance type, started with -d in the background while
-// `ephemeral wait` waits for it.
+// raw), swap, an instance type and the journal, started with -d in the
+// background while `ephemeral wait` waits for it; cp works on it too.
 func TestVMOptions(t *testing.T) {
 	needPodman(t)
 	needBootcImage(t)
@@ -108,10 +108,14 @@ func TestVMOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := freePort(t)
+	journal := filepath.Join(dir, "journal.log")
+	if err := os.WriteFile(journal, []byte("an earlier run's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	cmd, out, errb := bcvkCmd(t, sharedState, nil, "ephemeral", "run", "-d", "--name", name,
 		"-p", port+":8000", "--mount-disk-file", scratch, "--mount-disk-file", data+":data",
-		"--mount-disk-file", rodata+":rodata:raw:ro", "--add-swap", "256M", "--itype", "u1.2xmedium", optionsImage())
+		"--mount-disk-file", rodata+":rodata:raw:ro", "--add-swap", "256M", "--itype", "u1.2xmedium", "--journal", journal, optionsImage())
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -236,11 +240,18 @@ func TestVMOptions(t *testing.T) {
 		t.Errorf("ps --json does not list %s", name)
 	})
 
+	t.Run("journal", func(t *testing.T) { checkJournal(t, sharedState, name, journal) })
+	t.Run("cp", func(t *testing.T) { checkCopy(t, sharedState, name) })
+
 	r = runBcvk(t, sharedState, nil, 2*time.Minute, "ephemeral", "rm", "-f", name)
 	if r.code != 0 {
 		t.Fatalf("rm -f: exit %d, %s", r.code, r.stderr)
 	}
 	assertNothingLeft(t, name, sharedState)
+	// The journal file is the user's: it stays, with this run's journal.
+	if b, err := os.ReadFile(journal); err != nil || strings.Contains(string(b), "an earlier run's") || !strings.Contains(string(b), " kernel: ") {
+		t.Errorf("after rm the journal file should hold this run's journal only: %v, %d bytes", err, len(b))
+	}
 	// The user's disk files stay; the swap disk went with the VM.
 	for _, f := range []string{scratch, data, rodata} {
 		if _, err := os.Stat(f); err != nil {
