@@ -134,6 +134,9 @@ type Spec struct {
 	// Journal is the host file (an absolute path) that gets a copy of the
 	// guest's journal (--journal); bcvk-inner writes it at JournalMount.
 	Journal string `json:"journal,omitempty"`
+	// CloudInit, when set, is a NoCloud seed attached as a disk labelled
+	// CIDATA (see cloudinit.go).
+	CloudInit *CloudInit `json:"cloudInit,omitempty"`
 }
 
 // New returns a spec with defaults filled in.
@@ -238,6 +241,14 @@ func (s *Spec) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("warm mode %q is not known", s.Warm))
+	}
+	if s.CloudInit != nil {
+		if s.Warm != "" {
+			errs = append(errs, errors.New("a warm start cannot have a cloud-init seed: a saved VM cannot take new devices, and its cloud-init has run"))
+		}
+		if err := s.CloudInit.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.HostStorage != nil {
 		if err := s.HostStorage.validate(); err != nil {

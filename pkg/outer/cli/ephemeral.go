@@ -137,6 +137,8 @@ type vmFlags struct {
 	itype     string
 	flags     *pflag.FlagSet
 	journal   string // --journal FILE
+	// cloudInit is a NoCloud seed directory (--cloud-init).
+	cloudInit string
 }
 
 func (f *vmFlags) register(fs *pflag.FlagSet) {
@@ -155,6 +157,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.itype, "itype", "", "instance type: vCPUs and memory by name, as KubeVirt's u1 series (u1.small, u1.medium, u1.large, ...); --memory and --vcpus win; --itype help lists them")
 	f.flags = fs
 	fs.StringVar(&f.journal, "journal", "", "write the guest's journal to `FILE` as plain lines while the VM runs (created or emptied first; needs systemd 256 or later in the guest and SSH over vsock); 'bcvk ephemeral logs --journal NAME' shows it too")
+	fs.StringVar(&f.cloudInit, "cloud-init", "", "attach the NoCloud seed in `DIR` for images with cloud-init: user-data (required), meta-data (default: instance-id: bcvk-NAME) and network-config (optional), at most 1 MiB together, read when bcvk starts; the guest sees a read-only disk labelled CIDATA")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }
 
@@ -206,6 +209,11 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	}
 	if f.fast {
 		sp.KernelArgs = append(spec.FastArgs(), f.kargs...)
+	}
+	if f.cloudInit != "" {
+		if sp.CloudInit, err = readCloudInit(f.cloudInit, f.warm); err != nil {
+			return sp, err
+		}
 	}
 	cwd, err := os.Getwd()
 	if err != nil {
@@ -282,7 +290,8 @@ and remove the VM and everything made for it on every exit path.
 stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 		Example: `  bcvk ephemeral run-ssh localhost/bcvk-sample:latest -- systemctl is-system-running
   bcvk ephemeral run-ssh --memory 4G --vcpus 2 quay.io/fedora/fedora-bootc:42
-  bcvk ephemeral run-ssh --itype u1.large --add-swap 2G --mount-disk-file data.img:data:raw:ro IMAGE -- lsblk`,
+  bcvk ephemeral run-ssh --itype u1.large --add-swap 2G --mount-disk-file data.img:data:raw:ro IMAGE -- lsblk
+  bcvk ephemeral run-ssh --cloud-init ./seed localhost/my-cloud-init-image -- cloud-init status --wait`,
 		Args: unlessItypeHelp(&f, minArgs(1, "an IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.itypeHelp(st.Out) {

@@ -67,7 +67,10 @@ and returns. The VM's root is writable but nothing is written to the image.`,
   bcvk ephemeral run -d --name web -p 8080:80 --mount-disk-file ./scratch.qcow2:scratch \
       --add-swap 1G --itype u1.medium localhost/bcvk-sample:latest
   bcvk ephemeral wait web && curl http://127.0.0.1:8080/
-  bcvk ephemeral run --itype help`,
+  bcvk ephemeral run --itype help
+
+  # cloud-init user-data from ./seed (user-data, meta-data) for an image with cloud-init
+  bcvk ephemeral run -d --name ci --cloud-init ./seed localhost/my-cloud-init-image`,
 		Args: unlessItypeHelp(&f.vmFlags, exactArgs(1, "IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.itypeHelp(st.Out) {
