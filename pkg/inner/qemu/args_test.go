@@ -81,10 +81,13 @@ func TestArgsUserVsockNoNetwork(t *testing.T) {
 
 func TestArgsDrives(t *testing.T) {
 	got := Args(Config{Name: "x", Accel: "tcg", MemoryMiB: 512, VCPUs: 1, SSHForwardPort: 2222, NetProbePort: 2223,
-		Drives: []Drive{{Path: "/bcvk/disks/disk.qcow2", Format: "qcow2", Serial: "output"}}})
+		Drives: []Drive{{Path: "/bcvk/disks/disk.qcow2", Format: "qcow2", Serial: "output"},
+			{Path: "/run/bcvk/cidata.img", Format: "raw", Serial: "cidata", ReadOnly: true}}})
 	want := []string{
 		"-drive", "if=none,id=disk0,file=/bcvk/disks/disk.qcow2,format=qcow2,cache=writeback,discard=unmap,werror=report,rerror=report",
 		"-device", "virtio-blk-pci,drive=disk0,serial=output",
+		"-drive", "if=none,id=disk1,file=/run/bcvk/cidata.img,format=raw,readonly=on,cache=writeback,rerror=report",
+		"-device", "virtio-blk-pci,drive=disk1,serial=cidata",
 		"-netdev",
 	}
 	for i, a := range got {
