@@ -44,6 +44,11 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		logrus.Debug(d)
 		s.ev.Emit(events.PhaseInfo, d)
 	}
+	if img.noCloudInit {
+		msg := fmt.Sprintf("the image has no cloud-init (no %s): the --cloud-init seed is attached, but nothing in the guest will read it", cloudInitPaths[0])
+		logrus.Warn(msg)
+		s.ev.Warn("", msg)
+	}
 	cfg, err := qemuConfig(s.o, s.sp, img, k.Image, initrd)
 	if err != nil {
 		return nil, err
@@ -86,6 +91,9 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		}
 	}
 	if err := s.prepareDisks(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.prepareCloudInit(ctx); err != nil {
 		return nil, err
 	}
 	accel, watch, err := s.chooseAccel()

@@ -22,6 +22,22 @@ type imageFacts struct {
 	// creates it at boot, with shell.
 	createUser bool
 	shell      string
+	// noCloudInit says a cloud-init seed is attached but the image has no
+	// cloud-init to read it.
+	noCloudInit bool
+}
+
+// cloudInitPaths are where images have the cloud-init command.
+var cloudInitPaths = []string{"/usr/bin/cloud-init", "/usr/local/bin/cloud-init"}
+
+// hasCloudInit says whether the image at root has cloud-init.
+func hasCloudInit(root string) bool {
+	for _, p := range cloudInitPaths {
+		if fi, _, err := imagefs.Stat(root, p); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
 }
 
 // passwdFiles are where images list users: ostree-based images keep the
@@ -36,6 +52,7 @@ func readImage(root string, sp spec.Spec) (imageFacts, error) {
 	if f.kargs, err = kargsd.Read(root, kargsd.Arch(runtime.GOARCH)); err != nil {
 		return f, fmt.Errorf("the image's kernel arguments: %w", err)
 	}
+	f.noCloudInit = sp.CloudInit != nil && !hasCloudInit(root)
 	if sp.SSHUser == "" || sp.SSHUser == spec.DefaultSSHUser {
 		return f, nil
 	}

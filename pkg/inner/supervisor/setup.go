@@ -13,6 +13,7 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/credential"
 	"github.com/bcvk/bcvk/pkg/events"
+	"github.com/bcvk/bcvk/pkg/inner/cidata"
 	"github.com/bcvk/bcvk/pkg/inner/guestinit"
 	"github.com/bcvk/bcvk/pkg/inner/initramfs"
 	"github.com/bcvk/bcvk/pkg/inner/kargsd"
@@ -97,6 +98,9 @@ func qemuConfig(o Options, sp spec.Spec, img imageFacts, kernelImage, initrd str
 	}
 	if sp.SwapBytes > 0 {
 		cfg.Drives = append(cfg.Drives, qemu.Drive{Path: spec.SwapFile, Format: spec.FormatRaw, Serial: spec.SwapSerial})
+	}
+	if sp.CloudInit != nil {
+		cfg.Drives = append(cfg.Drives, qemu.Drive{Path: cloudInitDisk(o), Format: spec.FormatRaw, Serial: cidata.Serial, ReadOnly: true})
 	}
 	for i, p := range sp.Publish {
 		cfg.Forwards = append(cfg.Forwards, qemu.Forward{ContainerPort: spec.PublishContainerPort(i), GuestPort: p.GuestPort})
@@ -196,6 +200,19 @@ func (s *supervisor) createDisk(ctx context.Context, path string, d spec.Disk) e
 		return err
 	}
 	return f.Close()
+}
+
+// cloudInitDisk is where the cloud-init seed disk is made: the container's
+// tmpfs, gone with the container.
+func cloudInitDisk(o Options) string { return filepath.Join(o.RunDir, "cidata.img") }
+
+// prepareCloudInit makes the cloud-init seed disk, if the spec has a seed.
+func (s *supervisor) prepareCloudInit(ctx context.Context) error {
+	if s.sp.CloudInit == nil {
+		return nil
+	}
+	run := func(ctx context.Context, argv []string) error { return s.table.Run(ctx, io.Discard, argv...) }
+	return cidata.Build(ctx, run, cidata.Files(s.sp.CloudInit, s.sp.Name), filepath.Join(s.o.RunDir, "cidata"), cloudInitDisk(s.o))
 }
 
 // chooseAccel returns the accelerator and whether its first boot must be
