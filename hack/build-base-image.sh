@@ -15,7 +15,8 @@ mirror=${BCVK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # --no-install-recommends matters: qemu-system-x86 recommends qemu-system-gui.
 # qemu-utils gives qemu-img (disk images for to-disk); ovmf is UEFI firmware
 # for booting the disks it makes (SeaBIOS comes with qemu-system-x86).
-packages=qemu-system-x86,qemu-utils,ovmf,virtiofsd,erofs-utils,openssh-client,xz-utils,zstd,ca-certificates,vhost-device-vsock
+# dosfstools and mtools make the --cloud-init seed disk (mkfs.vfat, mcopy).
+packages=qemu-system-x86,qemu-utils,ovmf,virtiofsd,erofs-utils,openssh-client,xz-utils,zstd,ca-certificates,vhost-device-vsock,dosfstools,mtools
 # vhost-device-vsock (the userspace virtio-vsock backend for hosts without
 # /dev/vhost-vsock) is only in sid. sid is a source at priority 100, so
 # nothing else comes from there; that one package is pinned to 500. Its
@@ -63,7 +64,7 @@ mmdebstrap --variant=apt --include="$packages" \
 	--setup-hook='mkdir -p "$1/etc/apt/preferences.d"' \
 	--setup-hook="printf '%s' '$pin' > \"\$1/etc/apt/preferences.d/bcvk-sid.pref\"" \
 	--customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
-	--customize-hook='test -x "$1/usr/libexec/virtiofsd" && test -x "$1/usr/bin/qemu-system-x86_64" && test -x "$1/usr/bin/qemu-img" && test -e "$1/usr/share/OVMF/OVMF_CODE_4M.fd" && test -x "$1/usr/bin/mkfs.erofs" && test -x "$1/usr/bin/vhost-device-vsock"' \
+	--customize-hook='test -x "$1/usr/libexec/virtiofsd" && test -x "$1/usr/bin/qemu-system-x86_64" && test -x "$1/usr/bin/qemu-img" && test -e "$1/usr/share/OVMF/OVMF_CODE_4M.fd" && test -x "$1/usr/bin/mkfs.erofs" && test -x "$1/usr/bin/vhost-device-vsock" && test -x "$1/usr/sbin/mkfs.vfat" && test -x "$1/usr/bin/mcopy"' \
 	--customize-hook='if chroot "$1" dpkg -s qemu-system-gui >/dev/null 2>&1; then echo "qemu-system-gui was pulled in" >&2; exit 1; fi' \
 	--quiet "$suite" "$tmp/rootfs.tar" "deb $mirror $suite main" "deb $mirror sid main" >&2
 
@@ -73,7 +74,7 @@ podman import --quiet \
 	--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 	--change 'CMD ["/bin/bash"]' \
 	--change "LABEL bcvk.inputs=$inputs" \
-	--change "LABEL org.opencontainers.image.description=bcvk runner base: Debian $suite, QEMU, qemu-img, OVMF, virtiofsd, mkfs.erofs, vhost-device-vsock, OpenSSH client" \
+	--change "LABEL org.opencontainers.image.description=bcvk runner base: Debian $suite, QEMU, qemu-img, OVMF, virtiofsd, mkfs.erofs, vhost-device-vsock, OpenSSH client, dosfstools, mtools" \
 	--message "hack/build-base-image.sh" \
 	"$tmp/rootfs.tar" "$image" >/dev/null
 # Drop the image this one replaces, unless something still uses it (then
