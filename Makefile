@@ -11,9 +11,10 @@ SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
 SAMPLE_BOOTC_IMAGE ?= localhost/bcvk-sample-bootc:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
 LARGE_IMAGE ?= localhost/bcvk-test-large:latest
+CLOUDINIT_IMAGE ?= localhost/bcvk-test-cloudinit:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image sample-image large-image libvirt-host demo test unit fuzz integration bench lint clean
+.PHONY: all build deps images base-image runner-image sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -45,6 +46,10 @@ images: runner-image sample-image
 large-image: sample-image
 	hack/build-large-image.sh $(LARGE_IMAGE) $(SAMPLE_IMAGE)
 
+# The sample image with cloud-init, for the --cloud-init tests only.
+cloudinit-image: sample-image
+	hack/build-cloudinit-image.sh $(CLOUDINIT_IMAGE) $(SAMPLE_IMAGE)
+
 # libvirtd and virtlogd for `bcvk libvirt` and its tests (no systemd here),
 # with a virtiofsd taken from the runner image where the host has none.
 libvirt-host: runner-image
@@ -65,10 +70,10 @@ unit:
 
 # The log is kept in _output/integration.log; the slowest tests are printed
 # at the end, pass or fail.
-integration: images large-image libvirt-host
+integration: images large-image cloudinit-image libvirt-host
 	@mkdir -p _output
 	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_SAMPLE_BOOTC_IMAGE=$(SAMPLE_BOOTC_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
-		BCVK_LARGE_IMAGE=$(LARGE_IMAGE) \
+		BCVK_LARGE_IMAGE=$(LARGE_IMAGE) BCVK_CLOUDINIT_IMAGE=$(CLOUDINIT_IMAGE) \
 		$(GO) test -count=1 -v -timeout 60m ./tests/... 2>&1 | tee _output/integration.log; \
 		status=$$?; hack/slowest.sh _output/integration.log; exit $$status
 
