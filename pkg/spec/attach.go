@@ -114,6 +114,9 @@ func validateAttached(s *Spec) error {
 	if s.SwapBytes > 0 {
 		seen[SwapSerial] = true
 	}
+	if s.CloudInit != nil {
+		seen[CloudInitSerial] = true
+	}
 	for _, d := range s.AttachedDisks {
 		if d.Format != FormatRaw && d.Format != FormatQCOW2 {
 			errs = append(errs, fmt.Errorf("disk file %s: format %q: use raw or qcow2", d.Host, d.Format))

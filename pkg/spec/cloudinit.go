@@ -18,6 +18,10 @@ const (
 	CloudInitNetworkConfig = "network-config"
 )
 
+// CloudInitSerial is the seed disk's virtio serial: the guest sees
+// /dev/disk/by-id/virtio-cidata.
+const CloudInitSerial = "cidata"
+
 // MaxCloudInitSeed bounds a seed's files together: they travel in the spec
 // and are copied onto a small disk.
 const MaxCloudInitSeed = 1 << 20

@@ -120,6 +120,11 @@ func TestValidateCloudInit(t *testing.T) {
 	if err := sp.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	sp.AttachedDisks = []AttachedDisk{{Host: "/tmp/seed.img", Format: FormatRaw, Serial: CloudInitSerial}}
+	if err := sp.Validate(); err == nil || !strings.Contains(err.Error(), `disk name "cidata" is used twice`) {
+		t.Fatalf("a disk file named cidata beside the seed: %v", err)
+	}
+	sp.AttachedDisks = nil
 	// The seed travels in the spec file.
 	path := filepath.Join(t.TempDir(), "spec.json")
 	sp.CloudInit.MetaData = []byte("instance-id: \x00binary\n")

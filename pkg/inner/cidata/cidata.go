@@ -25,7 +25,7 @@ const (
 	// Label is the file system label cloud-init looks for.
 	Label = "CIDATA"
 	// Serial is the disk's virtio serial: /dev/disk/by-id/virtio-cidata.
-	Serial = "cidata"
+	Serial = spec.CloudInitSerial
 	// VolumeID is fixed, so the same seed gives the same disk.
 	VolumeID = "c1da7a00"
 )
