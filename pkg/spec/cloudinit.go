@@ -60,12 +60,12 @@ func ReadCloudInitDir(dir string) (*CloudInit, []string, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("%s does not exist: give a directory with user-data and meta-data files", dir)
+			return nil, nil, fmt.Errorf("%s does not exist: give a NoCloud seed directory: user-data, and optionally meta-data and network-config", dir)
 		}
 		return nil, nil, err
 	}
 	if !fi.IsDir() {
-		return nil, nil, fmt.Errorf("%s is not a directory: give a directory with user-data and meta-data files (a NoCloud seed)", dir)
+		return nil, nil, fmt.Errorf("%s is not a directory: give a NoCloud seed directory: user-data, and optionally meta-data and network-config", dir)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
