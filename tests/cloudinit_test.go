@@ -2,7 +2,6 @@ package tests
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -93,36 +92,6 @@ func checkCloudInit(t *testing.T, stateDir, name string) {
 	if r := ssh("cat", cloudInitRuncmd); r.code != 0 || r.stdout != want {
 		t.Errorf("the file runcmd wrote: exit %d, %q, want %q\n%s", r.code, r.stdout, want, r.stderr)
 	}
-}
-
-// TestCloudInit boots the cloud-init image with a NoCloud seed and checks
-// that its user-data ran.
-func TestCloudInit(t *testing.T) {
-	needPodman(t)
-	if err := exec.Command("podman", "image", "exists", cloudInitImage()).Run(); err != nil {
-		t.Fatalf("image %s is missing: run `make cloudinit-image`", cloudInitImage())
-	}
-	name := "bcvk-test-cloudinit"
-	cleanupContainer(t, name)
-	seed := writeCloudInitSeed(t)
-	// cloud-init's first two stages run before sysinit.target, and so
-	// before SSH: Python under TCG on a busy host takes minutes.
-	r := runBcvk(t, sharedState, nil, cloudInitBootTimeout+time.Minute, "--log-level", "debug", "ephemeral", "run", "-d", "--name", name,
-		"--timeout", cloudInitBootTimeout.String(), "--cloud-init", seed, cloudInitImage())
-	if r.code != 0 || strings.TrimSpace(r.stdout) != name {
-		t.Fatalf("run -d: exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
-	}
-	if strings.Contains(r.stderr, "has no cloud-init") {
-		t.Errorf("a warning that the image has no cloud-init:\n%s", r.stderr)
-	}
-	if !strings.Contains(r.stderr, "ignoring README") {
-		t.Errorf("no debug message about the file that is not part of the seed:\n%s", r.stderr)
-	}
-	checkCloudInit(t, sharedState, name)
-	if r := runBcvk(t, sharedState, nil, 2*time.Minute, "ephemeral", "rm", "-f", name); r.code != 0 {
-		t.Fatalf("rm -f: exit %d\n%s", r.code, r.stderr)
-	}
-	assertNothingLeft(t, name, sharedState)
 }
 
 // An image without cloud-init boots with the seed attached and a warning;

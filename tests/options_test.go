@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-// optionsImage is the image TestVMOptions boots: it needs python3 (a web
-// server for -p).
-func optionsImage() string { return bootcImage() }
+// optionsImage is the image TestVMOptions boots: cloud-init (for
+// --cloud-init), which brings python3 (a web server for -p).
+func optionsImage() string { return cloudInitImage() }
 
 // The VM options of `ephemeral run` and `run-ssh` (issue 16): every bad
 // value is refused before anything starts, and one VM carries them all.
@@ -84,11 +84,13 @@ func TestVMOptionsBadInput(t *testing.T) {
 }
 
 // One VM with a published port, three disk files (qcow2, raw, read-only
-// raw), swap, an instance type and the journal, started with -d in the
+// raw), swap, an instance type, a cloud-init seed and the journal, started with -d in the
 // background while `ephemeral wait` waits for it; cp works on it too.
 func TestVMOptions(t *testing.T) {
 	needPodman(t)
-	needBootcImage(t)
+	if err := exec.Command("podman", "image", "exists", cloudInitImage()).Run(); err != nil {
+		t.Fatalf("image %s is missing: run `make cloudinit-image`", cloudInitImage())
+	}
 	name := "bcvk-test-opts"
 	cleanupContainer(t, name)
 	dir := t.TempDir()
@@ -113,8 +115,11 @@ func TestVMOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd, out, errb := bcvkCmd(t, sharedState, nil, "ephemeral", "run", "-d", "--name", name,
-		"-p", port+":8000", "--mount-disk-file", scratch, "--mount-disk-file", data+":data",
+	seed := writeCloudInitSeed(t)
+	// cloud-init's first two stages run before sysinit.target, and so
+	// before SSH: Python under TCG on a busy host takes minutes.
+	cmd, out, errb := bcvkCmd(t, sharedState, nil, "--log-level", "debug", "ephemeral", "run", "-d", "--name", name,
+		"--timeout", cloudInitBootTimeout.String(), "--cloud-init", seed, "-p", port+":8000", "--mount-disk-file", scratch, "--mount-disk-file", data+":data",
 		"--mount-disk-file", rodata+":rodata:raw:ro", "--add-swap", "256M", "--itype", "u1.2xmedium", "--journal", journal, optionsImage())
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -130,7 +135,7 @@ func TestVMOptions(t *testing.T) {
 	if r.code != 124 || !strings.Contains(r.stderr, "timed out after 1s") {
 		t.Errorf("wait --timeout 1s during the boot: exit %d, stderr %q", r.code, r.stderr)
 	}
-	r = runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "wait", name)
+	r = runBcvk(t, sharedState, nil, cloudInitBootTimeout+time.Minute, "ephemeral", "wait", "--timeout", cloudInitBootTimeout.String(), name)
 	if r.code != 0 {
 		t.Fatalf("wait: exit %d, stderr %s", r.code, r.stderr)
 	}
@@ -141,6 +146,12 @@ func TestVMOptions(t *testing.T) {
 		}
 	case <-time.After(bootTimeout):
 		t.Fatal("run -d did not return after the VM was ready")
+	}
+	if strings.Contains(errb.String(), "has no cloud-init") {
+		t.Errorf("a warning that the image has no cloud-init:\n%s", errb)
+	}
+	if !strings.Contains(errb.String(), "ignoring README") {
+		t.Errorf("no debug message about the file that is not part of the seed:\n%s", errb)
 	}
 	ssh := func(script string) result {
 		return runBcvk(t, sharedState, nil, 2*time.Minute, "ephemeral", "ssh", name, "--", "sh", "-c", script)
@@ -241,6 +252,7 @@ func TestVMOptions(t *testing.T) {
 		t.Errorf("ps --json does not list %s", name)
 	})
 
+	t.Run("cloud-init", func(t *testing.T) { checkCloudInit(t, sharedState, name) })
 	t.Run("journal", func(t *testing.T) { checkJournal(t, sharedState, name, journal) })
 	t.Run("cp", func(t *testing.T) { checkCopy(t, sharedState, name) })
 
