@@ -291,7 +291,8 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
 		Example: `  bcvk ephemeral run-ssh localhost/bcvk-sample:latest -- systemctl is-system-running
   bcvk ephemeral run-ssh --memory 4G --vcpus 2 quay.io/fedora/fedora-bootc:42
   bcvk ephemeral run-ssh --itype u1.large --add-swap 2G --mount-disk-file data.img:data:raw:ro IMAGE -- lsblk
-  bcvk ephemeral run-ssh --cloud-init ./seed localhost/my-cloud-init-image -- cloud-init status --wait`,
+  bcvk ephemeral run-ssh --cloud-init ./seed localhost/my-cloud-init-image -- cloud-init status --wait
+  bcvk ephemeral run-ssh --journal ./boot-journal.log localhost/bcvk-sample:latest -- true`,
 		Args: unlessItypeHelp(&f, minArgs(1, "an IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.itypeHelp(st.Out) {

@@ -70,7 +70,11 @@ and returns. The VM's root is writable but nothing is written to the image.`,
   bcvk ephemeral run --itype help
 
   # cloud-init user-data from ./seed (user-data, meta-data) for an image with cloud-init
-  bcvk ephemeral run -d --name ci --cloud-init ./seed localhost/my-cloud-init-image`,
+  bcvk ephemeral run -d --name ci --cloud-init ./seed localhost/my-cloud-init-image
+
+  # the guest's journal as plain lines on the host while it runs
+  bcvk ephemeral run -d --name dev --journal ./dev-journal.log localhost/bcvk-sample:latest
+  bcvk ephemeral logs --journal -f dev`,
 		Args: unlessItypeHelp(&f.vmFlags, exactArgs(1, "IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.itypeHelp(st.Out) {
