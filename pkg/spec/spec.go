@@ -233,8 +233,8 @@ func (s *Spec) Validate() error {
 	}
 	switch s.Warm {
 	case "", WarmSave, WarmRestore:
-		if s.Warm != "" && (len(s.Binds) > 0 || len(s.Disks) > 0 || s.HostStorage != nil) {
-			errs = append(errs, errors.New("a warm start cannot have shares, disks or the host's container storage: a saved VM cannot take new devices"))
+		if s.Warm != "" {
+			errs = append(errs, validateWarmDevices(*s)...)
 		}
 		if s.Warm != "" && (len(s.AttachedDisks) > 0 || s.SwapBytes > 0 || len(s.Publish) > 0) {
 			errs = append(errs, errors.New("a warm start cannot have --mount-disk-file, --add-swap or -p: a saved VM cannot take new devices or forwards; leave out --warm"))

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"math/big"
 	"path/filepath"
 	"strconv"
@@ -183,11 +184,23 @@ func TestWarmValidation(t *testing.T) {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	s.Binds = []Bind{{Host: "/a", GuestPath: "/mnt/a"}}
-	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "cannot have shares") {
-		t.Fatalf("warm with a share: %v", err)
+	// Shares are hot-plugged into the saved VM's empty ports: as many as it has.
+	for i := 0; i < WarmSharePorts; i++ {
+		s.Binds = append(s.Binds, Bind{Host: "/a", GuestPath: fmt.Sprintf("/mnt/a%d", i)})
 	}
-	s.Binds, s.Warm = nil, "later"
+	if err := s.Validate(); err != nil {
+		t.Fatalf("warm with %d shares: %v", len(s.Binds), err)
+	}
+	s.Binds = append(s.Binds, Bind{Host: "/a", GuestPath: "/mnt/more"})
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("warm with %d shares: %v", len(s.Binds), err)
+	}
+	s.Binds = nil
+	s.Disks = []Disk{{File: "d.raw", Format: FormatRaw, Serial: "d"}}
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "cannot have disks") {
+		t.Fatalf("warm with a disk: %v", err)
+	}
+	s.Disks, s.Warm = nil, "later"
 	if err := s.Validate(); err == nil {
 		t.Fatal("unknown warm mode accepted")
 	}

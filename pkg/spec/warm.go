@@ -2,6 +2,7 @@ package spec
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,7 +26,25 @@ const (
 	// the only key the saved guest accepts, and never a user's.
 	WarmKeyFile  = "ssh_key"
 	WarmMetaFile = "meta.json"
+	// WarmSharePorts is how many shares a warm VM can take: its saved
+	// machine has that many empty PCIe root ports, into which the shares'
+	// devices are hot-plugged after the restore.
+	WarmSharePorts = 4
 )
+
+// validateWarmDevices: a saved VM takes shares (hot-plugged), but no disks
+// and not the host's container storage (its store needs to be set up at
+// boot).
+func validateWarmDevices(s Spec) []error {
+	var errs []error
+	if len(s.Disks) > 0 || s.HostStorage != nil {
+		errs = append(errs, errors.New("a warm start cannot have disks or the host's container storage: a saved VM cannot take them (only --bind and --ro-bind shares)"))
+	}
+	if len(s.Binds) > WarmSharePorts {
+		errs = append(errs, fmt.Errorf("a warm start takes at most %d shares, not %d", WarmSharePorts, len(s.Binds)))
+	}
+	return errs
+}
 
 // WarmMeta is what a restore needs besides the state: QEMU's command line
 // must match the saved one.
@@ -39,6 +58,9 @@ type WarmMeta struct {
 	// SSHTransport is the SSH transport the saved VM used (empty: tcp); a
 	// restore has the same devices.
 	SSHTransport string `json:"sshTransport,omitempty"`
+	// HotplugPorts is how many empty PCIe root ports the saved VM has for
+	// shares (none before warm starts took shares).
+	HotplugPorts int `json:"hotplugPorts,omitempty"`
 }
 
 // maxWarmMeta bounds meta.json: it holds a few credentials.
@@ -78,6 +100,9 @@ func (m WarmMeta) Validate() error {
 	}
 	if m.SSHTransport != "" && m.SSHTransport != TransportTCP && m.SSHTransport != TransportVsock {
 		return fmt.Errorf("saved SSH transport %.20q is neither vsock nor tcp", m.SSHTransport)
+	}
+	if m.HotplugPorts < 0 || m.HotplugPorts > 8 {
+		return fmt.Errorf("%d saved hot-plug ports: bcvk saves at most 8", m.HotplugPorts)
 	}
 	if !kernelVersionRE.MatchString(m.KernelVersion) {
 		return fmt.Errorf("saved kernel version %.60q is not a kernel version", m.KernelVersion)

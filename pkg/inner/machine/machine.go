@@ -54,7 +54,9 @@ type Config struct {
 
 // Machine is one started QEMU with its helpers.
 type Machine struct {
-	qemu    *proc.Proc
+	qemu *proc.Proc
+	// mu guards helpers: AddHelper may run beside StopHelpers.
+	mu      sync.Mutex
 	helpers []*proc.Proc
 	qmp     *qemu.QMP
 	watcher *console.Watcher
@@ -178,33 +180,59 @@ func (m *Machine) QEMU() *proc.Proc { return m.qemu }
 // ConsoleTail returns the last console lines.
 func (m *Machine) ConsoleTail() []string { return m.watcher.Tail() }
 
-// Helpers are the started helpers, in Config order.
-func (m *Machine) Helpers() []*proc.Proc { return m.helpers }
+// Helpers are the started helpers, in Config order, then those added.
+func (m *Machine) Helpers() []*proc.Proc {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*proc.Proc(nil), m.helpers...)
+}
+
+// AddHelper starts h for the running VM (a device QEMU gets later) and
+// waits for its socket; from then on it is watched and stopped like the
+// others.
+func (m *Machine) AddHelper(ctx context.Context, t *proc.Table, h Helper, stderr io.Writer) error {
+	p, err := StartHelper(t, h, stderr)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.helpers = append(m.helpers, p)
+	m.mu.Unlock()
+	if err := WaitSocket(ctx, h.Socket, p, HelperStartTimeout); err != nil {
+		return err // stopped with the others
+	}
+	m.watchHelper(p)
+	return nil
+}
 
 // HelperDied delivers the first helper that ended while QEMU ran.
 func (m *Machine) HelperDied() <-chan *proc.Proc { return m.died }
 
 func (m *Machine) watchHelpers() {
-	for _, p := range m.helpers {
-		go func() {
-			select {
-			case <-p.Done():
-			case <-m.qemu.Done():
-				return
-			}
-			grace := time.NewTimer(helperExitGrace)
-			defer grace.Stop()
-			select {
-			case <-m.qemu.Done():
-				return
-			case <-grace.C:
-			}
-			select {
-			case m.died <- p:
-			default:
-			}
-		}()
+	for _, p := range m.Helpers() {
+		m.watchHelper(p)
 	}
+}
+
+func (m *Machine) watchHelper(p *proc.Proc) {
+	go func() {
+		select {
+		case <-p.Done():
+		case <-m.qemu.Done():
+			return
+		}
+		grace := time.NewTimer(helperExitGrace)
+		defer grace.Stop()
+		select {
+		case <-m.qemu.Done():
+			return
+		case <-grace.C:
+		}
+		select {
+		case m.died <- p:
+		default:
+		}
+	}()
 }
 
 // Wait waits until QEMU has exited and the console and QMP have ended;
@@ -229,21 +257,22 @@ func (m *Machine) Kill() {
 
 // StopHelpers asks the helpers to end, and kills those that do not in time.
 func (m *Machine) StopHelpers() {
-	for _, p := range m.helpers {
+	helpers := m.Helpers()
+	for _, p := range helpers {
 		p.Signal(unix.SIGTERM)
 	}
 	t := time.NewTimer(helperStopTimeout)
 	defer t.Stop()
-	for _, p := range m.helpers {
+	for _, p := range helpers {
 		select {
 		case <-p.Done():
 			continue
 		case <-t.C:
 		}
-		for _, q := range m.helpers {
+		for _, q := range helpers {
 			q.Signal(unix.SIGKILL)
 		}
-		for _, q := range m.helpers {
+		for _, q := range helpers {
 			<-q.Done()
 		}
 		return

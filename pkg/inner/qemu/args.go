@@ -49,6 +49,9 @@ type Config struct {
 	Forwards []Forward
 	// Incoming makes QEMU wait for a saved state (migrate-incoming).
 	Incoming bool
+	// HotplugPorts empty PCIe root ports take devices added while the VM
+	// runs (a warm VM's shares); see HotplugPort.
+	HotplugPorts int
 }
 
 // Vsock is the virtio-vsock device: the userspace backend's vhost-user
@@ -149,6 +152,7 @@ func Args(c Config) []string {
 		"-initrd", c.Initramfs,
 		"-append", strings.Join(c.KernelArgs, " "),
 	)
+	a = append(a, hotplugPortArgs(c.HotplugPorts)...)
 	a = append(a, rootArgs(c)...)
 	for _, sh := range c.Shares {
 		a = append(a,

@@ -30,6 +30,11 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		return nil, err
 	}
 	s.kernel = k
+	if s.sp.Warm != "" {
+		// A saved VM has no shares: one saved VM serves any. They are
+		// hot-plugged after the save or the restore (see hotplug.go).
+		s.warmBinds, s.sp.Binds = s.sp.Binds, nil
+	}
 	initrd := filepath.Join(s.o.RunDir, "initramfs.img")
 	var warm spec.WarmMeta
 	if s.sp.Warm == spec.WarmRestore {
@@ -60,6 +65,12 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		if warm.KernelVersion != k.Version {
 			return nil, fmt.Errorf("the saved VM ran kernel %s, the image has %s", warm.KernelVersion, k.Version)
 		}
+		if len(s.warmBinds) > warm.HotplugPorts {
+			return nil, fmt.Errorf("the saved VM has room for %d shares, not %d", warm.HotplugPorts, len(s.warmBinds))
+		}
+		cfg.HotplugPorts = warm.HotplugPorts
+	} else if s.sp.Warm == spec.WarmSave {
+		cfg.HotplugPorts = spec.WarmSharePorts
 	}
 	if err := s.planTransport(ctx, &cfg, k, warm.SSHTransport); err != nil {
 		return nil, err

@@ -18,7 +18,18 @@ const (
 	fakeOn        = "BCVK_FAKE"            // set: play the program the arguments are for
 	fakeScript    = "BCVK_FAKE_SCRIPT"     // steps for QEMU under TCG
 	fakeScriptKVM = "BCVK_FAKE_SCRIPT_KVM" // steps for QEMU under KVM
+	fakeLog       = "BCVK_FAKE_LOG"        // when set: QEMU's argv and QMP commands are appended here
 )
+
+// fakeRecord appends a line to the fake's log, if one is asked for.
+func fakeRecord(line string) {
+	if p := os.Getenv(fakeLog); p != "" {
+		if f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+			fmt.Fprintln(f, line)
+			f.Close()
+		}
+	}
+}
 
 func fakeMain() bool {
 	if os.Getenv(fakeOn) == "" {
@@ -52,7 +63,8 @@ func fakeVirtiofsd(args []string) {
 
 // fakeQEMU runs the script: steps separated by ';', each a verb and its
 // words: say TEXT, event NAME [REASON], exit N, abort, abort-once FILE,
-// await-powerdown, await-migration (until the VM runs again), hang.
+// await-powerdown, await-migration (until the VM runs again), await CMD
+// (until QMP command CMD came), hang.
 func fakeQEMU(args []string) {
 	script := os.Getenv(fakeScript)
 	var qmpPath string
@@ -66,13 +78,20 @@ func fakeQEMU(args []string) {
 	}
 	powerdown := make(chan struct{}, 8)
 	migrated := make(chan struct{}, 1)
+	commands := make(chan string, 64)
 	var srv *qmptest.Server
 	ln, err := net.Listen("unix", qmpPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv = qmptest.New(func(cmd string, _ json.RawMessage) (any, string) {
+	fakeRecord("argv " + strings.Join(args, " "))
+	srv = qmptest.New(func(cmd string, raw json.RawMessage) (any, string) {
+		fakeRecord("qmp " + cmd + " " + string(raw))
+		select {
+		case commands <- cmd:
+		default:
+		}
 		switch cmd {
 		case "migrate", "migrate-incoming":
 			go func() {
@@ -121,6 +140,12 @@ func fakeQEMU(args []string) {
 			os.Exit(98)
 		case "await-migration":
 			<-migrated
+		case "await":
+			for c := range commands {
+				if c == rest {
+					break
+				}
+			}
 		case "await-powerdown":
 			<-powerdown
 		case "hang":

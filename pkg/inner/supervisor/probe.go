@@ -36,6 +36,11 @@ func (s *supervisor) startProbe(ctx context.Context, m *machine.Machine) context
 		}
 		if s.sp.Warm == spec.WarmSave {
 			s.saveWarm(ctx, m)
+			if err := s.attachShares(ctx, m); err != nil {
+				s.attachErr.Store(&err)
+				m.Kill()
+				return
+			}
 		}
 		s.sshReady.Store(true)
 		s.ev.Emit(events.PhaseSSH, "SSH is ready")

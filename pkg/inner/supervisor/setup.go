@@ -85,7 +85,7 @@ func qemuConfig(o Options, sp spec.Spec, img imageFacts, kernelImage, initrd str
 		cfg.Name = "vm"
 	}
 	for i := range sp.Binds {
-		cfg.Shares = append(cfg.Shares, qemu.Share{Tag: spec.BindTag(i), Socket: filepath.Join(o.RunDir, fmt.Sprintf("share%d.sock", i))})
+		cfg.Shares = append(cfg.Shares, bindShare(o, i))
 	}
 	if sp.HostStorage != nil {
 		cfg.Shares = append(cfg.Shares, qemu.Share{Tag: spec.HostStorageTag, Socket: filepath.Join(o.RunDir, "hoststorage.sock")})
@@ -139,9 +139,7 @@ func machineConfig(o Options, sp spec.Spec, cfg qemu.Config) machine.Config {
 			Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: cfg.VirtiofsSocket, SharedDir: o.ImageRoot, ReadOnly: true})...)})
 	}
 	for i, b := range sp.Binds {
-		sock := cfg.Shares[i].Socket
-		hs = append(hs, machine.Helper{Name: "virtiofsd for " + b.GuestPath, Socket: sock,
-			Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: sock, SharedDir: spec.BindSource(i), ReadOnly: b.ReadOnly, Coherent: true})...)})
+		hs = append(hs, bindHelper(o, i, b, cfg.Shares[i].Socket))
 	}
 	if sp.HostStorage != nil {
 		// Coherent: images the host pulls or removes while the VM runs show.
@@ -159,6 +157,17 @@ func bcvkKernelArgs(sp spec.Spec) []string {
 		a = append(a, spec.SwapKernelArg())
 	}
 	return a
+}
+
+// bindShare is the virtiofs device of the i-th share.
+func bindShare(o Options, i int) qemu.Share {
+	return qemu.Share{Tag: spec.BindTag(i), Socket: filepath.Join(o.RunDir, fmt.Sprintf("share%d.sock", i))}
+}
+
+// bindHelper is the virtiofsd of the i-th share, b, on socket sock.
+func bindHelper(o Options, i int, b spec.Bind, sock string) machine.Helper {
+	return machine.Helper{Name: "virtiofsd for " + b.GuestPath, Socket: sock,
+		Argv: append([]string{o.Virtiofsd}, virtiofsd.Args(virtiofsd.Config{Socket: sock, SharedDir: spec.BindSource(i), ReadOnly: b.ReadOnly, Coherent: true})...)}
 }
 
 // prepareDisks creates the disk files the spec asks for and checks the rest.

@@ -118,6 +118,12 @@ type supervisor struct {
 	// handoverReported says the systemd step was emitted for this boot.
 	handoverReported atomic.Bool
 
+	// warmBinds are the shares of a warm VM, hot-plugged once it runs.
+	warmBinds []spec.Bind
+	// attachErr is why a saved VM's shares could not be attached (the
+	// VM was then stopped).
+	attachErr atomic.Pointer[error]
+
 	kernel     kernel.Kernel // for the warm-start meta
 	root       string        // the root transport used: virtiofs or erofs
 	cfg        qemu.Config   // the QEMU that runs (after a KVM fallback)
@@ -176,6 +182,11 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 		}
 		s.drain(m)
 		stopProbe()
+		if err := s.attachErr.Load(); err != nil {
+			m.StopHelpers()
+			s.endReason = "the shares could not be attached, so the VM was stopped"
+			return ExitSetup, *err
+		}
 		why, crashed := crashedEarly(s.state, m.QEMU(), s.sp.Warm == spec.WarmRestore)
 		if !crashed || restarts >= earlyCrashRestarts {
 			m.StopHelpers()

@@ -86,7 +86,7 @@ func (s *supervisor) doSaveWarm(ctx context.Context, m *machine.Machine) error {
 	}
 	return spec.WarmMeta{
 		Accel: s.cfg.Accel, SMBIOSCredentials: s.cfg.SMBIOSCredentials, KernelVersion: s.kernel.Version,
-		RootTransport: s.root, SSHTransport: s.tp.transport,
+		RootTransport: s.root, SSHTransport: s.tp.transport, HotplugPorts: s.cfg.HotplugPorts,
 	}.Write(s.o.WarmDir)
 }
 
@@ -118,14 +118,25 @@ func (s *supervisor) restoreWarm(ctx context.Context, m *machine.Machine) error 
 		return err
 	}
 	s.ev.Emit(events.PhaseBooting, fmt.Sprintf("restored the saved VM in %.1fs", time.Since(start).Seconds()))
+	// The devices go in at once: the guest finds them while the login
+	// below starts, and the same login mounts them.
+	if err := s.plugShares(rctx, m); err != nil {
+		return err
+	}
 	savedKey := filepath.Join(s.o.WarmDir, spec.WarmKeyFile)
 	script := fmt.Sprintf("%s && date -s @%d >/dev/null", s.authorizeOnly(s.sp.SSHAuthorizedKey), time.Now().Unix())
+	if len(s.warmBinds) > 0 {
+		script = "{ " + script + "; } || exit 1\n" + mountSharesScript
+	}
 	lctx, lcancel := context.WithTimeout(ctx, warmLoginTimeout)
 	defer lcancel()
 	for {
-		err := s.guestSSH(lctx, savedKey, "sh", "-c", script)
+		err := s.guestSSH(lctx, savedKey, append([]string{"sh", "-c", script, "sh"}, mountSharesArgs(s.warmBinds, mountTries)...)...)
 		if err == nil {
 			break
+		}
+		if mountFailed(err) {
+			return fmt.Errorf("mounting the shares in the restored guest: %w", err)
 		}
 		select {
 		case <-lctx.Done():
@@ -134,6 +145,9 @@ func (s *supervisor) restoreWarm(ctx context.Context, m *machine.Machine) error 
 			return fmt.Errorf("QEMU %s", m.QEMU().ExitDescription())
 		case <-time.After(warmLoginRetry):
 		}
+	}
+	if len(s.warmBinds) > 0 {
+		s.ev.Emit(events.PhaseBooting, fmt.Sprintf("hot-plugged and mounted %d shares", len(s.warmBinds)))
 	}
 	s.sshReady.Store(true)
 	s.ev.Emit(events.PhaseSSH, "SSH is ready (warm start)")

@@ -163,3 +163,63 @@ func TestSetupFailures(t *testing.T) {
 		}
 	})
 }
+
+// A restore with shares: the saved VM has empty root ports and no share
+// devices; each share's virtiofsd starts, its device is hot-plugged into a
+// port, and the guest mounts it (the paths as arguments, not code) before
+// SSH is reported ready.
+func TestWarmRestoreWithShares(t *testing.T) {
+	sp := testSpec()
+	sp.Warm = spec.WarmRestore
+	sp.Binds = []spec.Bind{{Host: "/h/rw", GuestPath: "/mnt/rw"}, {Host: "/h/ro", GuestPath: "/mnt/it's-ro", ReadOnly: true}}
+	f := warmFixture(t, sp, "await-migration; await device_add; await device_add; event SHUTDOWN guest-shutdown; exit 0")
+	log := filepath.Join(t.TempDir(), "log")
+	t.Setenv(fakeLog, log)
+	ssh := filepath.Join(t.TempDir(), "ssh")
+	if err := os.WriteFile(ssh, []byte("#!/bin/sh\nfor a; do printf '[%s]' \"$a\"; done >>"+log+"\necho >>"+log+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.o.SSH = ssh
+	if err := os.WriteFile(filepath.Join(f.o.WarmDir, spec.WarmInitramfsFile), []byte("i"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := (spec.WarmMeta{Accel: spec.AccelTCG, KernelVersion: "6.12.0", HotplugPorts: spec.WarmSharePorts}).Write(f.o.WarmDir); err != nil {
+		t.Fatal(err)
+	}
+	code, evs := f.run(t)
+	if code != ExitPoweredOff || !hasPhase(evs, events.PhaseSSH, "warm start") || !hasPhase(evs, events.PhaseBooting, "hot-plugged and mounted 2 shares") {
+		t.Fatalf("exit %d %+v\n%s", code, evs, f.stderr)
+	}
+	b, _ := os.ReadFile(log)
+	got := string(b)
+	for _, want := range []string{
+		"-device pcie-root-port,id=hp0,chassis=1,bus=pcie.0,addr=0x1c.0,multifunction=on -device pcie-root-port,id=hp1,",
+		`qmp chardev-add {"backend":{"data":{"addr":{"data":{"path":"` + filepath.Join(f.o.RunDir, "share0.sock") + `"},"type":"unix"},"server":false},"type":"socket"},"id":"bind0"}`,
+		`qmp device_add {"bus":"hp0","chardev":"bind0","driver":"vhost-user-fs-pci","id":"dev-bind0","queue-size":1024,"tag":"bind0"}`,
+		`qmp device_add {"bus":"hp1","chardev":"bind1","driver":"vhost-user-fs-pci","id":"dev-bind1","queue-size":1024,"tag":"bind1"}`,
+		// ssh sends one command line: the paths go quoted, as words.
+		`' sh 300 bind0 /mnt/rw rw bind1 '/mnt/it'\''s-ro' ro]`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "vhost-user-fs-pci,queue-size=1024,chardev=bind") {
+		t.Errorf("a share on the restoring QEMU's command line:\n%s", got)
+	}
+}
+
+// A saved VM with fewer ports than shares is refused before QEMU starts.
+func TestWarmRestoreTooManyShares(t *testing.T) {
+	sp := testSpec()
+	sp.Warm = spec.WarmRestore
+	sp.Binds = []spec.Bind{{Host: "/h/rw", GuestPath: "/mnt/rw"}}
+	f := warmFixture(t, sp, "")
+	if err := (spec.WarmMeta{Accel: spec.AccelTCG, KernelVersion: "6.12.0"}).Write(f.o.WarmDir); err != nil {
+		t.Fatal(err)
+	}
+	code, evs := f.run(t)
+	if code != ExitSetup || !hasPhase(evs, events.PhaseError, "the saved VM has room for 0 shares, not 1") {
+		t.Fatalf("exit %d %+v", code, evs)
+	}
+}

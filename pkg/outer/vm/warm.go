@@ -58,8 +58,10 @@ func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version 
 		RootTransport string `json:",omitempty"`
 		// The saved VM's devices: its vsock device and network card.
 		SSHTransport, Network string `json:",omitempty"`
+		// and its empty PCIe root ports for shares.
+		HotplugPorts int
 	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser, warmRootKey(sp.RootTransport),
-		sp.SSHTransport, sp.Network})
+		sp.SSHTransport, sp.Network, spec.WarmSharePorts})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil
 }
@@ -82,8 +84,10 @@ type warmPlan struct {
 }
 
 func (r *Runtime) planWarm(ctx context.Context, img *podman.Image, o Config, sp *spec.Spec, cl *Cleanups) (*warmPlan, error) {
-	if len(sp.Binds) > 0 || o.HostStorage {
-		return nil, errors.New("--warm cannot be combined with --bind, --ro-bind or --bind-storage-ro: a saved VM cannot take new shares")
+	// Binds are not in the key: the saved VM has none, and takes them
+	// (hot-plugged) after the restore.
+	if o.HostStorage {
+		return nil, errors.New("--warm cannot be combined with --bind-storage-ro: a saved VM cannot set up the host's container storage (--bind and --ro-bind work)")
 	}
 	// The accelerator as asked for: auto may turn into tcg later in the same
 	// host boot (a failed KVM attempt is remembered), and the saved VM
