@@ -63,8 +63,8 @@ func fakeVirtiofsd(args []string) {
 
 // fakeQEMU runs the script: steps separated by ';', each a verb and its
 // words: say TEXT, event NAME [REASON], exit N, abort, abort-once FILE,
-// await-powerdown, await-migration (until the VM runs again), await CMD
-// (until QMP command CMD came), hang.
+// await-powerdown, await-migration (until the VM runs again), await-file
+// PATH (until it exists, up to 10 s), hang.
 func fakeQEMU(args []string) {
 	script := os.Getenv(fakeScript)
 	var qmpPath string
@@ -78,7 +78,6 @@ func fakeQEMU(args []string) {
 	}
 	powerdown := make(chan struct{}, 8)
 	migrated := make(chan struct{}, 1)
-	commands := make(chan string, 64)
 	var srv *qmptest.Server
 	ln, err := net.Listen("unix", qmpPath)
 	if err != nil {
@@ -88,10 +87,6 @@ func fakeQEMU(args []string) {
 	fakeRecord("argv " + strings.Join(args, " "))
 	srv = qmptest.New(func(cmd string, raw json.RawMessage) (any, string) {
 		fakeRecord("qmp " + cmd + " " + string(raw))
-		select {
-		case commands <- cmd:
-		default:
-		}
 		switch cmd {
 		case "migrate", "migrate-incoming":
 			go func() {
@@ -140,11 +135,12 @@ func fakeQEMU(args []string) {
 			os.Exit(98)
 		case "await-migration":
 			<-migrated
-		case "await":
-			for c := range commands {
-				if c == rest {
+		case "await-file":
+			for i := 0; i < 1000; i++ {
+				if _, err := os.Stat(rest); err == nil {
 					break
 				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		case "await-powerdown":
 			<-powerdown

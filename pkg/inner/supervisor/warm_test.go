@@ -172,11 +172,13 @@ func TestWarmRestoreWithShares(t *testing.T) {
 	sp := testSpec()
 	sp.Warm = spec.WarmRestore
 	sp.Binds = []spec.Bind{{Host: "/h/rw", GuestPath: "/mnt/rw"}, {Host: "/h/ro", GuestPath: "/mnt/it's-ro", ReadOnly: true}}
-	f := warmFixture(t, sp, "await-migration; await device_add; await device_add; event SHUTDOWN guest-shutdown; exit 0")
-	log := filepath.Join(t.TempDir(), "log")
+	tmp := t.TempDir()
+	log, loggedIn := filepath.Join(tmp, "log"), filepath.Join(tmp, "logged-in")
+	// The guest powers off once bcvk-inner has logged in.
+	f := warmFixture(t, sp, "await-migration; await-file "+loggedIn+"; event SHUTDOWN guest-shutdown; exit 0")
 	t.Setenv(fakeLog, log)
-	ssh := filepath.Join(t.TempDir(), "ssh")
-	if err := os.WriteFile(ssh, []byte("#!/bin/sh\nfor a; do printf '[%s]' \"$a\"; done >>"+log+"\necho >>"+log+"\n"), 0o755); err != nil {
+	ssh := filepath.Join(tmp, "ssh")
+	if err := os.WriteFile(ssh, []byte("#!/bin/sh\nfor a; do printf '[%s]' \"$a\"; done >>"+log+"\necho >>"+log+"\ntouch "+loggedIn+"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	f.o.SSH = ssh
