@@ -3,6 +3,8 @@ package qemu
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // On q35 nothing can be plugged into the root bus (pcie.0) while the VM
@@ -50,12 +52,30 @@ func HotplugShareCommands(sh Share, port string) []Command {
 	}
 }
 
+// chardevRetry is how often chardev-add is tried again while the socket
+// refuses connections: virtiofsd creates its socket file a moment before it
+// listens on it (QEMU said "Connection refused" here, under load). Probing
+// the socket ourselves is no way round: virtiofsd serves the first
+// connection only.
+const chardevRetry = 20 * time.Millisecond
+
 // HotplugShare adds share sh to the running VM in root port port. The guest
 // then sees a new virtiofs device with sh's tag.
 func HotplugShare(ctx context.Context, q *QMP, sh Share, port string) error {
 	for _, c := range HotplugShareCommands(sh, port) {
-		if _, err := q.Execute(ctx, c.Execute, c.Arguments); err != nil {
-			return fmt.Errorf("adding the virtiofs device %s: %w", sh.Tag, err)
+		for {
+			_, err := q.Execute(ctx, c.Execute, c.Arguments)
+			if err == nil {
+				break
+			}
+			if c.Execute != "chardev-add" || !strings.Contains(err.Error(), "Connection refused") {
+				return fmt.Errorf("adding the virtiofs device %s: %w", sh.Tag, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("adding the virtiofs device %s: %w (%w)", sh.Tag, err, ctx.Err())
+			case <-time.After(chardevRetry):
+			}
 		}
 	}
 	return nil

@@ -67,3 +67,24 @@ func TestHotplugShareRefused(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// virtiofsd's socket file exists a moment before it listens: chardev-add is
+// tried again while QEMU says "Connection refused".
+func TestHotplugShareWaitsForTheSocket(t *testing.T) {
+	refusals, adds := 2, 0
+	_, q := serve(t, func(_ *qmptest.Server, cmd string, _ json.RawMessage) (any, string) {
+		switch cmd {
+		case "chardev-add":
+			if refusals > 0 {
+				refusals--
+				return nil, "Failed to add chardev 'bind0': Failed to connect to '/s': Connection refused"
+			}
+		case "device_add":
+			adds++
+		}
+		return nil, ""
+	})
+	if err := HotplugShare(t.Context(), q, Share{Tag: "bind0", Socket: "/s"}, HotplugPort(0)); err != nil || refusals != 0 || adds != 1 {
+		t.Fatalf("%v: %d refusals left, %d device_add", err, refusals, adds)
+	}
+}

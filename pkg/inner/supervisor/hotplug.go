@@ -73,7 +73,12 @@ func (s *supervisor) plugShares(ctx context.Context, m *machine.Machine) error {
 		if err := m.AddHelper(ctx, s.table, bindHelper(s.o, i, b, sh.Socket), s.o.Stderr); err != nil {
 			return fmt.Errorf("starting the share at %s: %w", b.GuestPath, err)
 		}
-		if err := qemu.HotplugShare(ctx, m.QMP(), sh, qemu.HotplugPort(i)); err != nil {
+		// Bounded like a helper's start: a virtiofsd that never listens
+		// (it died after making its socket) is not waited for long.
+		pctx, cancel := context.WithTimeout(ctx, machine.HelperStartTimeout)
+		err := qemu.HotplugShare(pctx, m.QMP(), sh, qemu.HotplugPort(i))
+		cancel()
+		if err != nil {
 			return fmt.Errorf("the share at %s: %w", b.GuestPath, err)
 		}
 	}
