@@ -49,7 +49,7 @@ func TestVMOptionsBadInput(t *testing.T) {
 		{[]string{"-p", busyPort + ":80"}, "is in use on this host"},
 		{[]string{"-p", "192.0.2.1:8080:80"}, "is not an address of this host"},
 		{[]string{"-p", "8080:80", "--network", "none"}, "-p needs a network"},
-		{[]string{"-p", "8080:80", "--warm"}, "--warm cannot be combined with -p"},
+		{[]string{"--add-swap", "64M", "--warm"}, "--warm cannot be combined with --mount-disk-file or --add-swap"},
 		{[]string{"--mount-disk-file", "/nonexistent.img"}, "no such file or directory"},
 		{[]string{"--mount-disk-file", dir}, "is not a regular file"},
 		{[]string{"--mount-disk-file", qcow2 + ":d:raw"}, "is a qcow2 file: attach it as qcow2"},

@@ -29,7 +29,8 @@ func TestWarmBind(t *testing.T) {
 		}
 		_ = os.Remove(filepath.Join(rw, "out.txt"))
 		args := append([]string{"ephemeral", "run", "-d", "--name", name, "--timeout", "15m"}, warmArgs...)
-		args = append(args, "--bind", rw+":/mnt/rw", "--ro-bind", ro+":/mnt/ro", sampleImage())
+		port := freePort(t)
+		args = append(args, "--bind", rw+":/mnt/rw", "--ro-bind", ro+":/mnt/ro", "-p", port+":8000", sampleImage())
 		r := runBcvk(t, sharedState, nil, 16*time.Minute, args...)
 		if r.code != 0 {
 			t.Fatalf("run %d: exit %d\n%s", run, r.code, r.stderr)
@@ -45,6 +46,13 @@ func TestWarmBind(t *testing.T) {
 			if !strings.Contains(s.stdout, want+"\n") {
 				t.Errorf("run %d: no %q in the guest's output %q (exit %d)\n%s", run, want, s.stdout, s.code, s.stderr)
 			}
+		}
+		// A published port, added to the saved or restored VM's network.
+		if r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "ssh", name, "--", "systemd-run", "--unit", "bcvk-test-publish",
+			"systemd-socket-activate", "--listen", "0.0.0.0:8000", "--accept", "--inetd", "echo", "published-warm"); r.code != 0 {
+			t.Errorf("run %d: starting a service in the guest: exit %d, %s", run, r.code, r.stderr)
+		} else if got := readPublished(t, port); got != "published-warm\n" {
+			t.Errorf("run %d (restored: %v): -p %s:8000 gave %q", run, restored, port, got)
 		}
 		if b, err := os.ReadFile(filepath.Join(rw, "out.txt")); err != nil || string(b) != "guest-wrote\n" {
 			t.Errorf("run %d: the guest's write on the host: %q %v", run, b, err)

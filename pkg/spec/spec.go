@@ -236,8 +236,8 @@ func (s *Spec) Validate() error {
 		if s.Warm != "" {
 			errs = append(errs, validateWarmDevices(*s)...)
 		}
-		if s.Warm != "" && (len(s.AttachedDisks) > 0 || s.SwapBytes > 0 || len(s.Publish) > 0) {
-			errs = append(errs, errors.New("a warm start cannot have --mount-disk-file, --add-swap or -p: a saved VM cannot take new devices or forwards; leave out --warm"))
+		if s.Warm != "" && (len(s.AttachedDisks) > 0 || s.SwapBytes > 0) {
+			errs = append(errs, errors.New("a warm start cannot have --mount-disk-file or --add-swap: a saved VM cannot take new disks; leave out --warm"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("warm mode %q is not known", s.Warm))

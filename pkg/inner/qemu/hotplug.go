@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -77,6 +78,31 @@ func HotplugShare(ctx context.Context, q *QMP, sh Share, port string) error {
 			case <-time.After(chardevRetry):
 			}
 		}
+	}
+	return nil
+}
+
+// HostfwdCommand is the QMP command that publishes a port on a running VM's
+// user network (net0), as -netdev's hostfwd does at start: a warm VM's
+// published ports are added after the restore, so that one saved VM serves
+// any ports. It goes through HMP: QMP has no command of its own for it.
+func HostfwdCommand(f Forward) Command {
+	return Command{Execute: "human-monitor-command", Arguments: map[string]any{
+		"command-line": fmt.Sprintf("hostfwd_add net0 tcp::%d-:%d", f.ContainerPort, f.GuestPort),
+	}}
+}
+
+// AddForward publishes f on the running VM.
+func AddForward(ctx context.Context, q *QMP, f Forward) error {
+	c := HostfwdCommand(f)
+	out, err := q.Execute(ctx, c.Execute, c.Arguments)
+	if err != nil {
+		return fmt.Errorf("publishing the guest's port %d: %w", f.GuestPort, err)
+	}
+	// HMP reports a failure as its output, not as a QMP error.
+	var msg string
+	if json.Unmarshal(out, &msg) == nil && strings.TrimSpace(msg) != "" {
+		return fmt.Errorf("publishing the guest's port %d: %s", f.GuestPort, strings.TrimSpace(msg))
 	}
 	return nil
 }

@@ -88,3 +88,10 @@ func TestHotplugShareWaitsForTheSocket(t *testing.T) {
 		t.Fatalf("%v: %d refusals left, %d device_add", err, refusals, adds)
 	}
 }
+
+func TestHostfwdCommand(t *testing.T) {
+	c := HostfwdCommand(Forward{ContainerPort: 30001, GuestPort: 8000})
+	if a, _ := c.Arguments.(map[string]any); c.Execute != "human-monitor-command" || a["command-line"] != "hostfwd_add net0 tcp::30001-:8000" {
+		t.Errorf("got %+v", c)
+	}
+}

@@ -34,6 +34,8 @@ func (s *supervisor) prepare(ctx context.Context, logDir string) (*machine.Machi
 		// A saved VM has no shares: one saved VM serves any. They are
 		// hot-plugged after the save or the restore (see hotplug.go).
 		s.warmBinds, s.sp.Binds = s.sp.Binds, nil
+		// Published ports likewise: added to the running VM's network.
+		s.warmPublish, s.sp.Publish = s.sp.Publish, nil
 	}
 	initrd := filepath.Join(s.o.RunDir, "initramfs.img")
 	var warm spec.WarmMeta

@@ -65,9 +65,14 @@ func mountSharesArgs(binds []spec.Bind, tries int) []string {
 	return a
 }
 
-// plugShares starts the virtiofsd of each of the warm VM's shares and
-// hot-plugs its device; the guest still has to mount them.
+// plugShares publishes the warm VM's ports, starts the virtiofsd of each of
+// its shares and hot-plugs its device; the guest still has to mount them.
 func (s *supervisor) plugShares(ctx context.Context, m *machine.Machine) error {
+	for i, p := range s.warmPublish {
+		if err := qemu.AddForward(ctx, m.QMP(), qemu.Forward{ContainerPort: spec.PublishContainerPort(i), GuestPort: p.GuestPort}); err != nil {
+			return err
+		}
+	}
 	for i, b := range s.warmBinds {
 		sh := bindShare(s.o, i)
 		if err := m.AddHelper(ctx, s.table, bindHelper(s.o, i, b, sh.Socket), s.o.Stderr); err != nil {
@@ -85,16 +90,20 @@ func (s *supervisor) plugShares(ctx context.Context, m *machine.Machine) error {
 	return nil
 }
 
-// attachShares plugs and mounts the shares of a VM that was just saved,
+// attachShares publishes the ports and plugs and mounts the shares of a VM
+// that was just saved,
 // logging in with this VM's own key.
 func (s *supervisor) attachShares(ctx context.Context, m *machine.Machine) error {
-	if len(s.warmBinds) == 0 {
+	if len(s.warmBinds) == 0 && len(s.warmPublish) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, attachTimeout)
 	defer cancel()
 	if err := s.plugShares(ctx, m); err != nil {
 		return err
+	}
+	if len(s.warmBinds) == 0 {
+		return nil
 	}
 	key := filepath.Join(s.o.StateDir, spec.SSHKeyFile)
 	if err := s.guestSSH(ctx, key, append([]string{"sh", "-c", mountSharesScript, "sh"}, mountSharesArgs(s.warmBinds, mountTries)...)...); err != nil {

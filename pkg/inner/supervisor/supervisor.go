@@ -120,6 +120,8 @@ type supervisor struct {
 
 	// warmBinds are the shares of a warm VM, hot-plugged once it runs.
 	warmBinds []spec.Bind
+	// warmPublish are a warm VM's published ports, added once it runs.
+	warmPublish []spec.Publish
 	// attachErr is why a saved VM's shares could not be attached (the
 	// VM was then stopped).
 	attachErr atomic.Pointer[error]

@@ -147,7 +147,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kargs, "karg", nil, "extra kernel argument (repeatable)")
 	fs.StringArrayVar(&f.binds, "bind", nil, "share a host directory into the guest: HOST[:GUEST-PATH] (default /mnt/BASENAME; repeatable)")
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "like --bind, read-only in the guest")
-	fs.BoolVar(&f.warm, "warm", false, "warm start: restore a VM saved after an earlier boot with the same image and options (the first run boots and saves it, about 220 MB in ~/.cache/bcvk/warm). Restored VMs are clones: same machine-id, host keys and random state; the clock is set on restore; --bind/--ro-bind shares (up to 4) are hot-plugged after the restore")
+	fs.BoolVar(&f.warm, "warm", false, "warm start: restore a VM saved after an earlier boot with the same image and options (the first run boots and saves it, about 220 MB in ~/.cache/bcvk/warm). Restored VMs are clones: same machine-id, host keys and random state; the clock is set on restore; --bind/--ro-bind shares (up to 4) are hot-plugged and -p ports added after the restore")
 	fs.BoolVar(&f.storage, "bind-storage-ro", false, "share the host's container storage read-only: the guest's podman lists and runs the host's images without pulling (an additional image store at "+spec.GuestHostStorage+")")
 	fs.StringVar(&f.sshUser, "ssh-user", spec.DefaultSSHUser, "log in as this guest user; the VM's key is authorized for it (and for root); a user the image lacks is created at boot by systemd-sysusers")
 	fs.StringVar(&f.network, "network", spec.NetworkUser, "the guest's network: user (QEMU's user network: outbound access) or none (no network device at all; SSH, commands and binds still work over vsock and virtiofs)")
@@ -244,8 +244,8 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	if len(f.publish) > 0 && sp.Network == spec.NetworkNone {
 		return sp, usageError{errors.New("-p needs a network: leave out --network none")}
 	}
-	if f.warm && (len(f.publish) > 0 || len(f.diskFiles) > 0 || f.swap != "") {
-		return sp, usageError{errors.New("--warm cannot be combined with -p, --mount-disk-file or --add-swap: a saved VM cannot take new devices or forwards; leave out --warm")}
+	if f.warm && (len(f.diskFiles) > 0 || f.swap != "") {
+		return sp, usageError{errors.New("--warm cannot be combined with --mount-disk-file or --add-swap: a saved VM cannot take new disks; leave out --warm")}
 	}
 	if sp.Journal, err = journalPath(f.journal); err != nil {
 		return sp, usageError{err}
