@@ -124,13 +124,15 @@ func (s *supervisor) restoreWarm(ctx context.Context, m *machine.Machine) error 
 		return err
 	}
 	savedKey := filepath.Join(s.o.WarmDir, spec.WarmKeyFile)
-	script := fmt.Sprintf("%s && date -s @%d >/dev/null", s.authorizeOnly(s.sp.SSHAuthorizedKey), time.Now().Unix())
-	if len(s.warmBinds) > 0 {
-		script = "{ " + script + "; } || exit 1\n" + mountSharesScript
-	}
 	lctx, lcancel := context.WithTimeout(ctx, warmLoginTimeout)
 	defer lcancel()
 	for {
+		// The clock as of this attempt: a login retried under load would
+		// otherwise set a time that is already old.
+		script := fmt.Sprintf("%s && date -s @%d >/dev/null", s.authorizeOnly(s.sp.SSHAuthorizedKey), time.Now().Unix())
+		if len(s.warmBinds) > 0 {
+			script = "{ " + script + "; } || exit 1\n" + mountSharesScript
+		}
 		err := s.guestSSH(lctx, savedKey, append([]string{"sh", "-c", script, "sh"}, mountSharesArgs(s.warmBinds, mountTries)...)...)
 		if err == nil {
 			break
