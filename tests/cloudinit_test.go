@@ -94,29 +94,6 @@ func checkCloudInit(t *testing.T, stateDir, name string) {
 	}
 }
 
-// An image without cloud-init boots with the seed attached and a warning;
-// the disk holds the seed, and meta-data made by bcvk when the seed has
-// none.
-func TestCloudInitImageWithout(t *testing.T) {
-	needPodman(t)
-	name := "bcvk-test-cloudinit-none"
-	cleanupContainer(t, name)
-	seed := t.TempDir()
-	if err := os.WriteFile(filepath.Join(seed, "user-data"), []byte("#cloud-config\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := "mount -o ro /dev/disk/by-id/virtio-cidata /mnt && ls /mnt && cat /mnt/meta-data"
-	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run-ssh", "--name", name, "--cloud-init", seed,
-		sampleImage(), "--", "sh", "-c", script)
-	if r.code != 0 || r.stdout != "meta-data\nuser-data\ninstance-id: bcvk-"+name+"\n" {
-		t.Errorf("exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
-	}
-	if !strings.Contains(r.stderr, "the image has no cloud-init") || !strings.Contains(r.stderr, "nothing in the guest will read it") {
-		t.Errorf("no warning that the image has no cloud-init:\n%s", r.stderr)
-	}
-	assertNothingLeft(t, name, sharedState)
-}
-
 // A bad seed is a usage error before anything starts.
 func TestCloudInitBadSeed(t *testing.T) {
 	needPodman(t)

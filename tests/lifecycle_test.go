@@ -156,14 +156,24 @@ func TestDetachedLifecycle(t *testing.T) {
 	})
 }
 
+// --execute; and, on the same boot, a cloud-init seed for an image without
+// cloud-init: it boots with the seed attached and a warning, and the disk
+// holds the seed and the meta-data bcvk made for a seed without one.
 func TestExecute(t *testing.T) {
 	needPodman(t)
 	name := "bcvk-test-exec"
 	cleanupContainer(t, name)
-	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run", "--name", name,
-		"--execute", "echo out; echo err >&2; exit 3", sampleImage())
-	if r.code != 3 || r.stdout != "out\n" || !strings.Contains(r.stderr, "err\n") {
+	seed := t.TempDir()
+	if err := os.WriteFile(filepath.Join(seed, "user-data"), []byte("#cloud-config\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run", "--name", name, "--cloud-init", seed,
+		"--execute", "mount -o ro /dev/disk/by-id/virtio-cidata /mnt && ls /mnt && cat /mnt/meta-data; echo out; echo err >&2; exit 3", sampleImage())
+	if r.code != 3 || r.stdout != "meta-data\nuser-data\ninstance-id: bcvk-"+name+"\nout\n" || !strings.Contains(r.stderr, "err\n") {
 		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "the image has no cloud-init") || !strings.Contains(r.stderr, "nothing in the guest will read it") {
+		t.Errorf("no warning that the image has no cloud-init:\n%s", r.stderr)
 	}
 	assertNothingLeft(t, name, sharedState)
 }
