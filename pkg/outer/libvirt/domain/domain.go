@@ -66,6 +66,16 @@ type Disk struct {
 	Format string // "qcow2" or "raw"
 }
 
+// ExtraDisk is a further virtio disk after the VM's own: a user's file
+// (--mount-disk-file) or the VM's swap volume (--add-swap). The guest finds
+// it as /dev/disk/by-id/virtio-SERIAL.
+type ExtraDisk struct {
+	Path     string // absolute path on the libvirt host
+	Format   string // "qcow2" or "raw"
+	Serial   string
+	ReadOnly bool
+}
+
 // PortForward forwards HostAddr:HostPort on the libvirt host to GuestPort.
 type PortForward struct {
 	HostAddr  netip.Addr // zero value means 127.0.0.1
@@ -94,6 +104,8 @@ type Config struct {
 	// put it under its nvram directory (/var/lib/libvirt/qemu/nvram/).
 	NVRAM string
 	Disk  Disk
+	// Extra disks are vdb, vdc, ... in this order.
+	Extra []ExtraDisk
 	// Network defaults to NetworkPasst.
 	Network Network
 	// SSHPort is the host loopback port forwarded to the guest's port 22.
@@ -124,8 +136,10 @@ const (
 	MaxVCPUs     = 1024
 	MaxPorts     = 64
 	MaxShares    = 32
-	maxPathLen   = 4096
-	maxTagLen    = 36 // virtio-fs: the tag field of the device config is 36 bytes
+	// MaxExtraDisks: vdb to vdz.
+	MaxExtraDisks = 25
+	maxPathLen    = 4096
+	maxTagLen     = 36 // virtio-fs: the tag field of the device config is 36 bytes
 )
 
 var (
@@ -134,6 +148,8 @@ var (
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	tagRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	// A virtio-blk serial is at most 20 bytes; udev makes it a link name.
+	serialRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,20}$`)
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -239,6 +255,27 @@ func (c Config) validate() error {
 	case "qcow2", "raw":
 	default:
 		return invalid("disk format %q: want qcow2 or raw", c.Disk.Format)
+	}
+	if len(c.Extra) > MaxExtraDisks {
+		return invalid("%d further disks: at most %d", len(c.Extra), MaxExtraDisks)
+	}
+	serials := map[string]bool{}
+	for _, d := range c.Extra {
+		if err := checkPath("disk "+d.Serial, d.Path); err != nil {
+			return err
+		}
+		switch d.Format {
+		case "qcow2", "raw":
+		default:
+			return invalid("disk %s: format %q: want qcow2 or raw", d.Path, d.Format)
+		}
+		if !serialRE.MatchString(d.Serial) {
+			return invalid("disk %s: serial %q: want 1 to 20 letters, digits, '_' or '-'", d.Path, d.Serial)
+		}
+		if serials[d.Serial] {
+			return invalid("disk serial %q used twice", d.Serial)
+		}
+		serials[d.Serial] = true
 	}
 	switch c.Network {
 	case NetworkPasst, NetworkSlirp:
@@ -394,6 +431,19 @@ func devices(c Config) *libvirtxml.DomainDeviceList {
 			Backend: &libvirtxml.DomainRNGBackend{Random: &libvirtxml.DomainRNGBackendRandom{Device: "/dev/urandom"}},
 		}},
 		MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
+	}
+	for i, e := range c.Extra {
+		d := libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: e.Format},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: e.Path}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: "vd" + string(rune('b'+i)), Bus: "virtio"},
+			Serial: e.Serial,
+		}
+		if e.ReadOnly {
+			d.ReadOnly = &libvirtxml.DomainDiskReadOnly{}
+		}
+		dl.Disks = append(dl.Disks, d)
 	}
 	for _, s := range c.Shares {
 		fs := libvirtxml.DomainFilesystem{

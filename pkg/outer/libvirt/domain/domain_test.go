@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -60,6 +61,14 @@ func TestGolden(t *testing.T) {
 	slirp.Network = NetworkSlirp
 	slirp.Shares = nil
 	slirp.VSock = false
+	// --mount-disk-file (read-write and read-only) and --add-swap.
+	extra := sampleConfig(FirmwareBIOS)
+	extra.Name = "bcvk-extra"
+	extra.Extra = []ExtraDisk{
+		{Path: "/srv/disks/scratch.qcow2", Format: "qcow2", Serial: "scratch"},
+		{Path: "/srv/disks/data.img", Format: "raw", Serial: "data", ReadOnly: true},
+		{Path: "/var/lib/libvirt/images/bcvk/bcvk-swap-bcvk-extra.img", Format: "raw", Serial: "bcvk-swap"},
+	}
 	for _, tc := range []struct {
 		file string
 		c    Config
@@ -67,6 +76,7 @@ func TestGolden(t *testing.T) {
 		{"bios.xml", sampleConfig(FirmwareBIOS)},
 		{"uefi.xml", sampleConfig(FirmwareUEFI)},
 		{"slirp-kvm.xml", slirp},
+		{"extra-disks.xml", extra},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			got, err := XML(tc.c)
@@ -282,6 +292,20 @@ func TestXMLRejectsBadConfig(t *testing.T) {
 		"base disk path":      func(c *Config) { c.Metadata.BaseDisk = "../base.qcow2" },
 		"filesystem odd":      func(c *Config) { c.Metadata.Install.Filesystem = "xfs -f" },
 		"negative disk size":  func(c *Config) { c.Metadata.Install.DiskSize = -1 },
+		"extra disk relative": func(c *Config) { c.Extra = []ExtraDisk{{Path: "d.img", Format: "raw", Serial: "d"}} },
+		"extra disk vmdk":     func(c *Config) { c.Extra = []ExtraDisk{{Path: "/d.img", Format: "vmdk", Serial: "d"}} },
+		"extra serial long": func(c *Config) {
+			c.Extra = []ExtraDisk{{Path: "/d.img", Format: "raw", Serial: strings.Repeat("s", 21)}}
+		},
+		"extra serial space": func(c *Config) { c.Extra = []ExtraDisk{{Path: "/d.img", Format: "raw", Serial: "a b"}} },
+		"extra serial twice": func(c *Config) {
+			c.Extra = []ExtraDisk{{Path: "/a.img", Format: "raw", Serial: "d"}, {Path: "/b.img", Format: "raw", Serial: "d"}}
+		},
+		"too many extra disks": func(c *Config) {
+			for i := range MaxExtraDisks + 1 {
+				c.Extra = append(c.Extra, ExtraDisk{Path: "/d.img", Format: "raw", Serial: fmt.Sprintf("d%d", i)})
+			}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := sampleConfig(FirmwareBIOS)
