@@ -38,15 +38,20 @@ func Header(size int64, uuid [16]byte) ([]byte, error) {
 	return h, nil
 }
 
-// Create makes path (which must not exist) a sparse swap area of size bytes.
-func Create(path string, size int64) (err error) {
+// NewHeader is Header with a new random UUID.
+func NewHeader(size int64) ([]byte, error) {
 	var uuid [16]byte
 	if _, err := rand.Read(uuid[:]); err != nil {
-		return err
+		return nil, err
 	}
 	uuid[6] = uuid[6]&0x0f | 0x40 // version 4
 	uuid[8] = uuid[8]&0x3f | 0x80 // RFC 4122 variant
-	h, err := Header(size, uuid)
+	return Header(size, uuid)
+}
+
+// Create makes path (which must not exist) a sparse swap area of size bytes.
+func Create(path string, size int64) (err error) {
+	h, err := NewHeader(size)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ const (
 	baseSuffix = ".qcow2"
 	keySuffix  = ".json"
 	clonePref  = "bcvk-vm-"
+	swapPref   = "bcvk-swap-"
+	swapSuffix = ".img"
 	// maxKeyFile bounds what is read back of a key file: it is a small
 	// JSON document, and the pool's contents are not trusted.
 	maxKeyFile = 64 << 10
@@ -90,6 +92,21 @@ func IsBaseName(n string) bool {
 
 // CloneName is a VM's disk volume.
 func CloneName(vm string) string { return clonePref + vm + baseSuffix }
+
+// SwapName is a VM's swap volume (--add-swap).
+func SwapName(vm string) string { return swapPref + vm + swapSuffix }
+
+// SwapXML is a sparse raw volume of size bytes: allocation 0, where
+// libvirt would otherwise allocate all of it.
+func SwapXML(name string, size uint64) (string, error) {
+	v := libvirtxml.StorageVolume{
+		Name:       name,
+		Capacity:   &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: size},
+		Allocation: &libvirtxml.StorageVolumeSize{Unit: "bytes", Value: 0},
+		Target:     &libvirtxml.StorageVolumeTarget{Format: &libvirtxml.StorageVolumeTargetFormat{Type: "raw"}},
+	}
+	return v.Marshal()
+}
 
 // PoolXML defines a directory pool.
 func PoolXML(name, dir string) (string, error) {
@@ -361,6 +378,34 @@ func (s *Store) Clone(p golibvirt.StoragePool, vm string, base Base, capacity ui
 	path, err := s.L.StorageVolGetPath(v)
 	if err != nil {
 		_ = s.Delete(p, name)
+		return "", lerr("reading the path of volume "+name, err)
+	}
+	return path, nil
+}
+
+// Swap makes a VM's swap volume of size bytes and writes header (the
+// swap area's first page) at its start through libvirt's stream, so that a
+// remote host needs no mkswap. A failure removes the volume.
+func (s *Store) Swap(p golibvirt.StoragePool, vm string, size uint64, header []byte) (path string, err error) {
+	name := SwapName(vm)
+	x, err := SwapXML(name, size)
+	if err != nil {
+		return "", err
+	}
+	v, err := s.L.StorageVolCreateXML(p, x, 0)
+	if err != nil {
+		return "", lerr("creating the swap volume "+name+" of "+vm+" in pool "+s.Pool, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Delete(p, name)
+		}
+	}()
+	if err := s.L.StorageVolUpload(v, bytes.NewReader(header), 0, uint64(len(header)), 0); err != nil {
+		return "", lerr("writing the swap header into "+name, err)
+	}
+	path, err = s.L.StorageVolGetPath(v)
+	if err != nil {
 		return "", lerr("reading the path of volume "+name, err)
 	}
 	return path, nil

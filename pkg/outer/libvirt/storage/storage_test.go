@@ -261,3 +261,25 @@ func TestPoolDir(t *testing.T) {
 		t.Errorf("PoolDir = %s", got)
 	}
 }
+
+func TestSwapXML(t *testing.T) {
+	got, err := SwapXML(SwapName("web"), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// allocation 0: libvirt makes the file sparse instead of writing it all.
+	want := `<volume>
+  <name>bcvk-swap-web.img</name>
+  <allocation unit="bytes">0</allocation>
+  <capacity unit="bytes">1073741824</capacity>
+  <target>
+    <format type="raw"></format>
+  </target>
+</volume>`
+	if got != want {
+		t.Errorf("SwapXML:\n%s\nwant:\n%s", got, want)
+	}
+	if IsBaseName(SwapName("web")) || SwapName("web") == CloneName("web") {
+		t.Errorf("the swap volume's name %q is taken for another kind", SwapName("web"))
+	}
+}
