@@ -22,11 +22,13 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/credential"
 	"github.com/bcvk/bcvk/pkg/diskimage"
+	"github.com/bcvk/bcvk/pkg/inner/swap"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/conn"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/domain"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/storage"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/outer/vm"
+	"github.com/bcvk/bcvk/pkg/spec"
 	"github.com/bcvk/bcvk/pkg/sshkey"
 )
 
@@ -68,6 +70,13 @@ type RunOptions struct {
 	Binds    []Bind
 	Labels   map[string]string
 	Storage  *HostStorage
+	// DiskFiles are the user's files (--mount-disk-file), checked by the
+	// caller, on the libvirt host (this machine). Nothing of them is
+	// recorded for rm: they are the user's, and stay.
+	DiskFiles []spec.AttachedDisk
+	// SwapBytes, when not 0, gives the VM a swap volume in the pool
+	// (--add-swap), removed with the VM.
+	SwapBytes int64
 	// Network is "user" (QEMU's SLIRP with hostfwd, the default) or
 	// "passt" (libvirt's passt backend, where the host's passt is recent).
 	Network string
@@ -185,7 +194,19 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 	if err := pair.Write(keyPath); err != nil {
 		return c, fmt.Errorf("writing the VM's SSH key: %w", err)
 	}
-	creds, err := credentials(pair.Public, o.Binds, o.Storage)
+	var swapPath string
+	if o.SwapBytes > 0 {
+		status.Start("Making the swap volume of " + o.Name)
+		h, err := swap.NewHeader(o.SwapBytes)
+		if err != nil {
+			return c, err
+		}
+		if swapPath, err = m.Store.Swap(pool, o.Name, uint64(o.SwapBytes), h); err != nil {
+			return c, err
+		}
+		cl.Add(func(context.Context) error { return m.Store.Delete(pool, storage.SwapName(o.Name)) })
+	}
+	creds, err := credentials(pair.Public, o.Binds, o.Storage, swapPath != "")
 	if err != nil {
 		return c, err
 	}
@@ -200,6 +221,12 @@ func (m *Manager) Run(ctx context.Context, o RunOptions, status *progress.Status
 			Install: domain.InstallOptions{Filesystem: o.Base.Filesystem, RootSize: o.Base.RootSize,
 				DiskSize: o.Base.DiskSize, KernelArgs: o.Base.KernelArgs},
 		},
+	}
+	for _, d := range o.DiskFiles {
+		cfg.Extra = append(cfg.Extra, domain.ExtraDisk{Path: d.Host, Format: d.Format, Serial: d.Serial, ReadOnly: d.ReadOnly})
+	}
+	if swapPath != "" {
+		cfg.Extra = append(cfg.Extra, domain.ExtraDisk{Path: swapPath, Format: "raw", Serial: spec.SwapSerial})
 	}
 	for i, b := range o.Binds {
 		cfg.Shares = append(cfg.Shares, domain.Share{Source: b.Host, Tag: shareTag(i), ReadOnly: b.ReadOnly})
@@ -386,10 +413,15 @@ func qcow2Size(f *os.File) (uint64, error) {
 // shareTag is the virtiofs tag of the i-th share.
 func shareTag(i int) string { return "bcvk-bind-" + strconv.Itoa(i) }
 
+// SwapFstabLine activates the swap volume: systemd's fstab generator reads
+// fstab.extra (systemd 254 and later); nofail, so that a guest without the
+// disk still boots.
+const SwapFstabLine = "/dev/disk/by-id/virtio-" + spec.SwapSerial + " none swap defaults,nofail 0 0\n"
+
 // credentials are the VM's systemd credentials: root's key (read by sshd
-// through bcvk's drop-in), the shares' fstab lines, and with host storage
-// the guest's storage.conf.
-func credentials(pub string, binds []Bind, hs *HostStorage) ([]string, error) {
+// through bcvk's drop-in), the shares' and the swap's fstab lines, and with
+// host storage the guest's storage.conf.
+func credentials(pub string, binds []Bind, hs *HostStorage, withSwap bool) ([]string, error) {
 	tmpfiles := credential.AuthorizedKeyTmpfiles(pub, "root")
 	var fstab strings.Builder
 	for i, b := range binds {
@@ -400,6 +432,9 @@ func credentials(pub string, binds []Bind, hs *HostStorage) ([]string, error) {
 		// nofail: a share that cannot mount must not keep the VM
 		// from booting (and from SSH, which says why).
 		fmt.Fprintf(&fstab, "%s %s virtiofs %s,nofail 0 0\n", shareTag(i), b.Guest, opts)
+	}
+	if withSwap {
+		fstab.WriteString(SwapFstabLine)
 	}
 	if hs != nil {
 		fmt.Fprintf(&fstab, "%s %s virtiofs ro,nofail 0 0\n", hostStorageTag, HostStorageDir)

@@ -21,6 +21,7 @@ import (
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/conn"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/domain"
 	"github.com/bcvk/bcvk/pkg/outer/libvirt/storage"
+	"github.com/bcvk/bcvk/pkg/spec"
 )
 
 // Named timeouts a user can change with flags.
@@ -244,22 +245,27 @@ func (m *Manager) Remove(ctx context.Context, v VM, force bool) error {
 			return lerr("stopping domain "+v.Name, err)
 		}
 	}
-	// The clone is found by the domain's disk, in whatever pool it is.
-	clone := m.clonePath(v)
+	// The clone and the swap volume are found by the domain's disks, in
+	// whatever pool they are, and deleted only when their volume names are
+	// this VM's: the user's disk files (--mount-disk-file) are never.
+	clone, swapVol := m.diskPaths(v)
 	flags := golibvirt.DomainUndefineNvram | golibvirt.DomainUndefineManagedSave | golibvirt.DomainUndefineSnapshotsMetadata | golibvirt.DomainUndefineCheckpointsMetadata
 	if err := m.L().DomainUndefineFlags(v.dom, flags); err != nil && !storage.IsNotFound(err) {
 		return lerr("undefining domain "+v.Name, err)
 	}
 	var errs []error
-	if clone != "" {
-		vol, err := m.L().StorageVolLookupByPath(clone)
+	for _, d := range []struct{ path, vol string }{{clone, storage.CloneName(v.Name)}, {swapVol, storage.SwapName(v.Name)}} {
+		if d.path == "" {
+			continue
+		}
+		vol, err := m.L().StorageVolLookupByPath(d.path)
 		switch {
 		case storage.IsNotFound(err):
 		case err != nil:
-			errs = append(errs, lerr("looking up the disk "+clone+" of "+v.Name, err))
-		case vol.Name == storage.CloneName(v.Name):
+			errs = append(errs, lerr("looking up the disk "+d.path+" of "+v.Name, err))
+		case vol.Name == d.vol:
 			if err := m.L().StorageVolDelete(vol, 0); err != nil && !storage.IsNotFound(err) {
-				errs = append(errs, lerr("deleting the disk "+clone+" of "+v.Name, err))
+				errs = append(errs, lerr("deleting the disk "+d.path+" of "+v.Name, err))
 			}
 		}
 	}
@@ -267,32 +273,45 @@ func (m *Manager) Remove(ctx context.Context, v VM, force bool) error {
 	return errors.Join(errs...)
 }
 
-// clonePath is the file of the VM's first disk, if it is one.
-func (m *Manager) clonePath(v VM) string {
+// diskPaths are the files of the VM's first disk (its clone) and of its
+// swap disk (serial bcvk-swap), where it has them.
+func (m *Manager) diskPaths(v VM) (clone, swap string) {
 	x, err := m.L().DomainGetXMLDesc(v.dom, golibvirt.DomainXMLInactive)
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	var d libvirtxml.Domain
-	if d.Unmarshal(x) != nil || d.Devices == nil {
-		return ""
-	}
-	for _, disk := range d.Devices.Disks {
-		if disk.Device == "disk" && disk.Source != nil && disk.Source.File != nil {
-			return disk.Source.File.File
-		}
-	}
-	return ""
+	return diskPathsOf(x)
 }
 
-// removeLeftovers deletes a VM's clone and key.
+func diskPathsOf(x string) (clone, swap string) {
+	var d libvirtxml.Domain
+	if d.Unmarshal(x) != nil || d.Devices == nil {
+		return "", ""
+	}
+	for _, disk := range d.Devices.Disks {
+		if disk.Device != "disk" || disk.Source == nil || disk.Source.File == nil {
+			continue
+		}
+		switch {
+		case clone == "":
+			clone = disk.Source.File.File
+		case disk.Serial == spec.SwapSerial && swap == "":
+			swap = disk.Source.File.File
+		}
+	}
+	return clone, swap
+}
+
+// removeLeftovers deletes a VM's clone, swap volume and key.
 func (m *Manager) removeLeftovers(name, uuid string) error {
 	var errs []error
 	if p, ok, err := m.Store.Find(); err != nil {
 		errs = append(errs, err)
 	} else if ok {
-		if err := m.Store.Delete(p, storage.CloneName(name)); err != nil {
-			errs = append(errs, err)
+		for _, vol := range []string{storage.CloneName(name), storage.SwapName(name)} {
+			if err := m.Store.Delete(p, vol); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := m.Keys.Remove(uuid); err != nil {

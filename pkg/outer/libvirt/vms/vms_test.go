@@ -156,7 +156,7 @@ func TestCredentials(t *testing.T) {
 	creds, err := credentials(pair.Public, []Bind{
 		{Host: "/srv/data", Guest: "/mnt/data"},
 		{Host: "/srv/site", Guest: "/var/www", ReadOnly: true},
-	}, nil)
+	}, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,8 @@ func TestCredentials(t *testing.T) {
 		t.Errorf("second credential %q, want fstab.extra", name)
 	}
 	want := "bcvk-bind-0 /mnt/data virtiofs rw,nofail 0 0\n" +
-		"bcvk-bind-1 /var/www virtiofs ro,nofail 0 0\n"
+		"bcvk-bind-1 /var/www virtiofs ro,nofail 0 0\n" +
+		"/dev/disk/by-id/virtio-bcvk-swap none swap defaults,nofail 0 0\n"
 	if fstab != want {
 		t.Errorf("fstab.extra:\n%s\nwant:\n%s", fstab, want)
 	}
@@ -246,7 +247,7 @@ func decodeAllB64(text string) string {
 }
 
 func TestCredentialsWithoutBinds(t *testing.T) {
-	creds, err := credentials("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDv0 c", nil, nil)
+	creds, err := credentials("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDv0 c", nil, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,5 +409,23 @@ func TestTmpfilesEscape(t *testing.T) {
 	want := `[storage]\ndriver = "overlay"\n# a\\b\x09c\x01\n`
 	if got := tmpfilesEscape(in); got != want || strings.ContainsAny(got, "\n\t") {
 		t.Errorf("tmpfilesEscape = %q, want %q", got, want)
+	}
+}
+
+// rm finds the clone and the swap volume by the domain's disks; the user's
+// disk files are neither.
+func TestDiskPathsOf(t *testing.T) {
+	x := `<domain type="qemu"><name>v</name><devices>
+  <disk type="file" device="disk"><source file="/pool/bcvk-vm-v.qcow2"/><target dev="vda" bus="virtio"/></disk>
+  <disk type="file" device="disk"><source file="/home/u/data.img"/><target dev="vdb" bus="virtio"/><serial>data</serial></disk>
+  <disk type="file" device="disk"><source file="/pool/bcvk-swap-v.img"/><target dev="vdc" bus="virtio"/><serial>bcvk-swap</serial></disk>
+</devices></domain>`
+	clone, swap := diskPathsOf(x)
+	if clone != "/pool/bcvk-vm-v.qcow2" || swap != "/pool/bcvk-swap-v.img" {
+		t.Errorf("diskPathsOf: clone %q, swap %q", clone, swap)
+	}
+	noSwap := strings.Replace(x, "<serial>bcvk-swap</serial>", "", 1)
+	if _, swap := diskPathsOf(noSwap); swap != "" {
+		t.Errorf("diskPathsOf without a swap disk: swap %q", swap)
 	}
 }
