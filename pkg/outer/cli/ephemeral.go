@@ -180,9 +180,9 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	sp.Name = f.name
 	sp.KernelArgs = f.kargs
 	if f.itype != "" {
-		it, err := spec.LookupInstanceType(f.itype)
+		it, err := lookupItype(f.itype)
 		if err != nil {
-			return sp, usageError{fmt.Errorf("%w (--itype help lists them)", err)}
+			return sp, err
 		}
 		if !f.flags.Changed("memory") {
 			sp.MemoryMiB = it.MemoryMiB
@@ -260,24 +260,8 @@ func (f *vmFlags) spec() (spec.Spec, error) {
 	return sp, nil
 }
 
-// unlessItypeHelp checks the arguments unless --itype help asks for the list.
-func unlessItypeHelp(f *vmFlags, check cobra.PositionalArgs) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if f.itype == "help" {
-			return nil
-		}
-		return check(cmd, args)
-	}
-}
-
 // itypeHelp prints the instance types when --itype help was given.
-func (f *vmFlags) itypeHelp(w io.Writer) bool {
-	if f.itype != "help" {
-		return false
-	}
-	writeInstanceTypes(w)
-	return true
-}
+func (f *vmFlags) itypeHelp(w io.Writer) bool { return itypeHelp(f.itype, w) }
 
 func newRunSSHCommand(g *globals, st Streams) *cobra.Command {
 	var f vmFlags
@@ -293,7 +277,7 @@ stdin, stdout and stderr pass through, and bcvk exits with COMMAND's status.`,
   bcvk ephemeral run-ssh --itype u1.large --add-swap 2G --mount-disk-file data.img:data:raw:ro IMAGE -- lsblk
   bcvk ephemeral run-ssh --cloud-init ./seed localhost/my-cloud-init-image -- cloud-init status --wait
   bcvk ephemeral run-ssh --journal ./boot-journal.log localhost/bcvk-sample:latest -- true`,
-		Args: unlessItypeHelp(&f, minArgs(1, "an IMAGE")),
+		Args: unlessItypeHelp(&f.itype, minArgs(1, "an IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.itypeHelp(st.Out) {
 				return nil

@@ -118,7 +118,8 @@ qemu+tcp://HOST[:PORT]/system and qemu+ssh://[USER@]HOST[:PORT]/system
 type libvirtRunFlags struct {
 	name, memory, itype, diskSize, filesystem, rootSize, firmware, accel, network string
 	vcpus                                                                         int
-	kargs, ports, binds, roBinds, labels                                          []string
+	kargs, ports, binds, roBinds, labels, diskFiles                               []string
+	swap                                                                          string
 	ssh, replace, bindStorage                                                     bool
 	timeout, installTimeout                                                       time.Duration
 	pull                                                                          string
@@ -134,8 +135,13 @@ when the pool has none for its digest and these install options (--disk-size,
 --filesystem, --root-size, --karg; BIOS and UEFI VMs share it). With --ssh, bcvk waits for the
 VM's sshd and opens a shell, or runs COMMAND and exits with its status.`,
 		Example: `  bcvk libvirt run --name web --port 8080:80 --bind ./site:/srv/site localhost/my-bootc
-  bcvk libvirt run --ssh localhost/my-bootc -- systemctl is-system-running`,
-		Args: func(cmd *cobra.Command, args []string) error {
+  bcvk libvirt run --ssh localhost/my-bootc -- systemctl is-system-running
+
+  # 8 GiB of memory from the type, 4 vCPUs by --vcpus (it wins); bcvk libvirt run --itype help lists the types
+  bcvk libvirt run --name big --itype u1.large --vcpus 4 localhost/my-bootc
+  # a disk file of this machine (the guest's /dev/disk/by-id/virtio-data, read-only) and 2G of swap
+  bcvk libvirt run --name db --mount-disk-file /srv/disks/data.img:data:raw:ro --add-swap 2G localhost/my-bootc`,
+		Args: unlessItypeHelp(&f.itype, func(cmd *cobra.Command, args []string) error {
 			n := len(args)
 			if d := cmd.ArgsLenAtDash(); d >= 0 {
 				n = d
@@ -144,8 +150,11 @@ VM's sshd and opens a shell, or runs COMMAND and exits with its status.`,
 				return usageError{fmt.Errorf("give exactly one IMAGE (and a COMMAND after --)")}
 			}
 			return nil
-		},
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if itypeHelp(f.itype, st.Out) {
+				return nil
+			}
 			var remote []string
 			if d := cmd.ArgsLenAtDash(); d >= 0 {
 				remote = args[d:]
@@ -160,7 +169,7 @@ VM's sshd and opens a shell, or runs COMMAND and exits with its status.`,
 	fs.StringVar(&f.name, "name", "", "the VM's (domain's) name (default: from the image, with a random suffix)")
 	fs.StringVar(&f.memory, "memory", "", "memory: 4G, 2048M or MiB (default 2G, or the --itype's)")
 	fs.IntVar(&f.vcpus, "vcpus", 0, "vCPUs (default 2, or the --itype's)")
-	fs.StringVar(&f.itype, "itype", "", "instance type setting memory and vCPUs: "+strings.Join(spec.InstanceTypeNames(), ", "))
+	fs.StringVar(&f.itype, "itype", "", "instance type: vCPUs and memory by name, as KubeVirt's u1 series (u1.small, u1.medium, u1.large, ...); --memory and --vcpus win; --itype help lists them")
 	fs.StringVar(&f.diskSize, "disk-size", "", "disk size, e.g. 20G (default: twice the image, at least 4G)")
 	fs.StringVar(&f.filesystem, "filesystem", "", "root file system for bootc install (ext4, xfs, btrfs)")
 	fs.StringVar(&f.rootSize, "root-size", "", "root partition size for bootc install")
@@ -171,6 +180,8 @@ VM's sshd and opens a shell, or runs COMMAND and exits with its status.`,
 	fs.StringArrayVarP(&f.ports, "port", "p", nil, "forward HOST:GUEST (TCP) on the libvirt host's loopback (repeatable)")
 	fs.StringArrayVar(&f.binds, "bind", nil, "share HOST_DIR:GUEST_DIR read-write with virtiofs (HOST_DIR on the libvirt host; repeatable)")
 	fs.StringArrayVar(&f.roBinds, "ro-bind", nil, "share HOST_DIR:GUEST_DIR read-only (repeatable)")
+	fs.StringArrayVar(&f.diskFiles, "mount-disk-file", nil, "attach a raw or qcow2 file of this machine as a virtio disk: FILE[:NAME[:FORMAT]][:ro]; the guest sees /dev/disk/by-id/virtio-NAME (NAME defaults to the file name without extension; repeatable). The libvirt host must be this machine; libvirt gives the file to its QEMU user while the VM runs (docs/libvirt.md); rm leaves the file")
+	fs.StringVar(&f.swap, "add-swap", "", "give the VM a swap disk of this size (e.g. 1G): a sparse volume bcvk-swap-NAME.img in the pool, removed with the VM; needs systemd 254 or later in the guest")
 	fs.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE kept in the VM's metadata (repeatable)")
 	fs.BoolVar(&f.bindStorage, "bind-storage-ro", false, "share this host's container storage read-only with the guest's podman (at "+vms.HostStorageDir+"; the libvirt host must be this machine; root only)")
 	fs.BoolVar(&f.ssh, "ssh", false, "wait for SSH, then open a shell or run the COMMAND after --")
@@ -214,30 +225,8 @@ func parseLibvirtBind(s string, ro, remote bool) (vms.Bind, error) {
 
 func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRunFlags, image string, remote []string) (err error) {
 	o := vms.RunOptions{Name: f.name, Accel: f.accel, Replace: f.replace, Version: version.Version, Progress: lg.progressMode(st.Err)}
-	// Sizes: the instance type, then explicit flags (which must agree).
-	o.MemoryMiB, o.VCPUs = 2048, 2
-	if f.itype != "" {
-		it, err := spec.LookupInstanceType(f.itype)
-		if err != nil {
-			return usageError{err}
-		}
-		if f.memory != "" || f.vcpus != 0 {
-			return usageError{fmt.Errorf("--itype %s sets memory and vCPUs: leave out --memory and --vcpus", f.itype)}
-		}
-		o.MemoryMiB, o.VCPUs = uint64(it.MemoryMiB), uint(it.VCPUs)
-	}
-	if f.memory != "" {
-		m, err := spec.ParseMemoryMiB(f.memory)
-		if err != nil {
-			return usageError{fmt.Errorf("--memory: %w", err)}
-		}
-		o.MemoryMiB = uint64(m)
-	}
-	if f.vcpus < 0 || f.vcpus > domain.MaxVCPUs {
-		return usageError{fmt.Errorf("--vcpus %d: want 1 to %d", f.vcpus, domain.MaxVCPUs)}
-	}
-	if f.vcpus > 0 {
-		o.VCPUs = uint(f.vcpus)
+	if o.MemoryMiB, o.VCPUs, err = libvirtSize(f); err != nil {
+		return err
 	}
 	switch f.accel {
 	case spec.AccelAuto, spec.AccelKVM, spec.AccelTCG:
@@ -283,6 +272,9 @@ func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRu
 			return err
 		}
 		o.Binds = append(o.Binds, bb)
+	}
+	if o.DiskFiles, o.SwapBytes, err = libvirtDisks(f, u); err != nil {
+		return err
 	}
 	if o.Labels, err = parseLabels(f.labels); err != nil {
 		return err
@@ -384,6 +376,66 @@ func libvirtRun(ctx context.Context, lg *libvirtGlobals, st Streams, f libvirtRu
 	}
 	status.End(true)
 	return libvirtExecSSH(ctx, m, v, st, nil, remote)
+}
+
+// libvirtSize is the VM's memory and vCPUs: 2G and 2, or the --itype's;
+// --memory and --vcpus win over both.
+func libvirtSize(f libvirtRunFlags) (memMiB uint64, vcpus uint, err error) {
+	memMiB, vcpus = 2048, 2
+	if f.itype != "" {
+		it, err := lookupItype(f.itype)
+		if err != nil {
+			return 0, 0, err
+		}
+		memMiB, vcpus = uint64(it.MemoryMiB), uint(it.VCPUs)
+	}
+	if f.memory != "" {
+		m, err := spec.ParseMemoryMiB(f.memory)
+		if err != nil {
+			return 0, 0, usageError{fmt.Errorf("--memory: %w", err)}
+		}
+		memMiB = uint64(m)
+	}
+	if f.vcpus < 0 || f.vcpus > domain.MaxVCPUs {
+		return 0, 0, usageError{fmt.Errorf("--vcpus %d: want 1 to %d", f.vcpus, domain.MaxVCPUs)}
+	}
+	if f.vcpus > 0 {
+		vcpus = uint(f.vcpus)
+	}
+	return memMiB, vcpus, nil
+}
+
+// libvirtDisks checks --mount-disk-file and --add-swap as the ephemeral
+// VMs do. Disk files are paths on this machine: the libvirt host must be it.
+func libvirtDisks(f libvirtRunFlags, u conn.URI) ([]spec.AttachedDisk, int64, error) {
+	if len(f.diskFiles) > 0 && !u.OnThisHost() {
+		return nil, 0, usageError{fmt.Errorf("--mount-disk-file: the file must be on the libvirt host, and %s is not this machine: disk files on a remote libvirt host are not supported yet", u.String())}
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, 0, err
+	}
+	disks, err := parseDiskFiles(f.diskFiles, cwd)
+	if err != nil {
+		return nil, 0, usageError{err}
+	}
+	swapBytes, err := parseSwap(f.swap)
+	if err != nil {
+		return nil, 0, usageError{err}
+	}
+	for _, d := range disks {
+		// rm finds the swap volume by this serial.
+		if d.Serial == spec.SwapSerial {
+			return nil, 0, usageError{fmt.Errorf("--mount-disk-file %s: the name %s is --add-swap's: give the file another NAME (FILE:NAME)", d.Host, spec.SwapSerial)}
+		}
+	}
+	// The spec's checks: how many, and each NAME once.
+	sp := spec.New()
+	sp.AttachedDisks, sp.SwapBytes = disks, swapBytes
+	if err := sp.Validate(); err != nil {
+		return nil, 0, usageError{fmt.Errorf("--mount-disk-file: %w", err)}
+	}
+	return disks, swapBytes, nil
 }
 
 func hasKarg(kargs []string, key string) bool {

@@ -75,7 +75,7 @@ and returns. The VM's root is writable but nothing is written to the image.`,
   # the guest's journal as plain lines on the host while it runs
   bcvk ephemeral run -d --name dev --journal ./dev-journal.log localhost/bcvk-sample:latest
   bcvk ephemeral logs --journal -f dev`,
-		Args: unlessItypeHelp(&f.vmFlags, exactArgs(1, "IMAGE")),
+		Args: unlessItypeHelp(&f.itype, exactArgs(1, "IMAGE")),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.itypeHelp(st.Out) {
 				return nil

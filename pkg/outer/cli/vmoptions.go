@@ -11,6 +11,7 @@ import (
 
 	"github.com/bcvk/bcvk/pkg/diskimage"
 	"github.com/bcvk/bcvk/pkg/spec"
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
@@ -127,6 +128,34 @@ func parseSwap(v string) (int64, error) {
 		return 0, fmt.Errorf("--add-swap %s: give a whole number of KiB pages of 4K, e.g. 512M", v)
 	}
 	return n, nil
+}
+
+// lookupItype finds --itype's type, or says where the names are.
+func lookupItype(name string) (spec.InstanceType, error) {
+	it, err := spec.LookupInstanceType(name)
+	if err != nil {
+		return it, usageError{fmt.Errorf("%w (--itype help lists them)", err)}
+	}
+	return it, nil
+}
+
+// unlessItypeHelp checks the arguments unless --itype help asks for the list.
+func unlessItypeHelp(itype *string, check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if *itype == "help" {
+			return nil
+		}
+		return check(cmd, args)
+	}
+}
+
+// itypeHelp prints the instance types when --itype help was given.
+func itypeHelp(itype string, w io.Writer) bool {
+	if itype != "help" {
+		return false
+	}
+	writeInstanceTypes(w)
+	return true
 }
 
 // writeInstanceTypes lists --itype's names, for --itype help.
