@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +21,9 @@ import (
 // The libvirt tests share one base disk and two VMs: the base is made once
 // (to-disk of the bootc-layout image, qcow2, uploaded over qemu+tcp), VM A
 // boots from it with UEFI, shares and a port, and is stopped and started;
-// VM B, made over qemu+ssh, shows that a second VM reuses the base. Every
+// VM B, made over qemu+ssh, shows that a second VM reuses the base, and
+// carries the VM options: --itype with --vcpus, two --mount-disk-file
+// (qemu+ssh to 127.0.0.1 is this machine) and --add-swap. Every
 // URI reaches the same libvirtd here: "remote" takes the remote code path
 // (the TCP and SSH transports, the stream upload, the SSH jump) on this
 // one machine, as the issue asks.
@@ -351,11 +354,45 @@ func TestLibvirt(t *testing.T) {
 		// it offers KVM that hangs (nested KVM), bcvk sees no kernel on the
 		// console and goes to TCG. Either way the VM must come up.
 		// And BIOS (the default) on the base that VM A booted with UEFI.
+		// With the VM options: u1.medium's 4G with 2 vCPUs by --vcpus (it
+		// wins), a read-write and a read-only disk file, and swap.
+		disks := diskFiles(t)
+		probe := `cat /etc/os-release; test -d /sys/firmware/efi && echo efi=yes || echo efi=no; ` +
+			`echo "state=$(systemctl is-system-running --wait)"; echo "nproc=$(nproc)"; echo "memkb=$(awk '/MemTotal/{print $2}' /proc/meminfo)"; ` +
+			`for n in scratch data; do echo "disk-$n=$(lsblk -dno SERIAL,RO /dev/disk/by-id/virtio-$n | tr -s ' ')"; done; ` +
+			`echo guest-wrote | dd of=/dev/disk/by-id/virtio-scratch conv=notrunc status=none && echo scratch-written; ` +
+			`echo x | dd of=/dev/disk/by-id/virtio-data conv=notrunc status=none 2>/dev/null && echo data-writable || echo data-refused; ` +
+			`echo "swapdev=$(readlink -f /dev/disk/by-id/virtio-bcvk-swap)"; echo "swaps=$(swapon --show=NAME --noheadings | tr '\n' ' ')"`
 		r := runBcvk(t, t.TempDir(), nil, libvirtTimeout, "libvirt", "--pool", e.pool, "--connect", e.sshURI, "run", "--name", vmB,
-			"--karg", "bcvk.test=libvirt", "--label", label, "--ssh", bootcImage(), "--", "sh", "-c", "cat /etc/os-release; test -d /sys/firmware/efi && echo efi=yes || echo efi=no")
+			"--karg", "bcvk.test=libvirt", "--label", label, "--itype", "u1.medium", "--vcpus", "2",
+			"--mount-disk-file", disks.scratch+":scratch", "--mount-disk-file", disks.data+":data:raw:ro", "--add-swap", "256M",
+			"--ssh", bootcImage(), "--", "sh", "-c", probe)
 		if r.code != 0 || strings.Contains(r.stderr, "making one") || !strings.Contains(r.stdout, "Debian") || !strings.Contains(r.stdout, "efi=no") {
 			t.Fatalf("VM B: exit %d; want the existing base reused, booted with BIOS, and a shell:\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
+		out := r.stdout
+		t.Logf("VM B:\n%s", out)
+		if !strings.Contains(out, "nproc=2\n") {
+			t.Errorf("--itype u1.medium --vcpus 2: want 2 vCPUs (--vcpus wins):\n%s", out)
+		}
+		if kb := lineValue(out, "memkb"); kb < 3<<20 {
+			t.Errorf("--itype u1.medium: want about 4G of memory, the guest has %d kB", kb)
+		}
+		if !strings.Contains(out, "disk-scratch=scratch 0\n") || !strings.Contains(out, "disk-data=data 1\n") ||
+			!strings.Contains(out, "scratch-written") || !strings.Contains(out, "data-refused") {
+			t.Errorf("disk files: want scratch read-write and data read-only, by serial:\n%s", out)
+		}
+		if dev := lineString(out, "swapdev"); !strings.HasPrefix(dev, "/dev/vd") || !strings.Contains(lineString(out, "swaps"), dev) {
+			t.Errorf("--add-swap: want the swap disk active (swapon --show):\n%s", out)
+		}
+		// The swap volume is in the pool, sparse.
+		info := virsh(t, "vol-info", "--bytes", "--pool", e.pool, "bcvk-swap-"+vmB+".img")
+		if alloc := lineValue(strings.ReplaceAll(info, ":", "="), "Allocation"); alloc < 0 || alloc > 16<<20 {
+			t.Errorf("the swap volume is not sparse:\n%s", info)
+		}
+		// libvirt's dynamic_ownership: the files are its QEMU user's while
+		// the VM runs (docs/libvirt.md says what happens after).
+		t.Logf("disk files while VM B runs: scratch owned by %d, data by %d", ownerOf(t, disks.scratch), ownerOf(t, disks.data))
 		x := virsh(t, "dumpxml", vmB)
 		if strings.Contains(r.stderr, "KVM did not boot") && !strings.Contains(x, "<domain type='qemu'") {
 			t.Errorf("after the KVM fallback, VM B's domain is not of type qemu:\n%.300s", x)
@@ -374,6 +411,14 @@ func TestLibvirt(t *testing.T) {
 		}
 		e.lvOK(2*time.Minute, "--connect", e.sshURI, "rm", "-f", vmB)
 		assertVMGone(t, e, vmB)
+		// The user's files stay, with what the guest wrote; the swap goes.
+		if b, err := os.ReadFile(disks.scratch); err != nil || !bytes.HasPrefix(b, []byte("guest-wrote\n")) {
+			t.Errorf("after rm the disk file %s: %.20q, %v; want it kept with the guest's write", disks.scratch, b, err)
+		}
+		if _, err := os.Stat(disks.data); err != nil {
+			t.Errorf("after rm the read-only disk file: %v", err)
+		}
+		t.Logf("disk files after rm: scratch owned by %d, data by %d (%d before)", ownerOf(t, disks.scratch), ownerOf(t, disks.data), diskFileOwner)
 	})
 
 	t.Run("rm", func(t *testing.T) {
@@ -398,14 +443,73 @@ func TestLibvirt(t *testing.T) {
 	})
 }
 
+// diskFileOwner owns the test's disk files, to see what libvirt does to it.
+const diskFileOwner = 4321
+
+type testDisks struct{ scratch, data string }
+
+// diskFiles makes two 16 MiB raw files in a directory libvirt's QEMU user
+// can enter (t.TempDir's are 0700).
+func diskFiles(t *testing.T) testDisks {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bcvk-test-disks-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := testDisks{scratch: filepath.Join(dir, "scratch.img"), data: filepath.Join(dir, "data.img")}
+	for _, f := range []string{d.scratch, d.data} {
+		if err := os.WriteFile(f, make([]byte, 16<<20), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(f, diskFileOwner, diskFileOwner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func ownerOf(t *testing.T, path string) int {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Errorf("%v", err)
+		return -1
+	}
+	return int(fi.Sys().(*syscall.Stat_t).Uid)
+}
+
+// lineString is what follows "key=" on its line, trimmed.
+func lineString(out, key string) string {
+	for _, l := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(l), "=")
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// lineValue is the number that starts lineString, or -1.
+func lineValue(out, key string) int64 {
+	n, err := strconv.ParseInt(strings.Fields(lineString(out, key) + " x")[0], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
 // assertVMGone: no domain, no clone, no key.
 func assertVMGone(t *testing.T, e *libvirtEnv, name string) {
 	t.Helper()
 	if _, err := virshTry("dominfo", name); err == nil {
 		t.Errorf("domain %s is still defined", name)
 	}
-	if vols := virsh(t, "vol-list", e.pool); strings.Contains(vols, "bcvk-vm-"+name) {
-		t.Errorf("the clone of %s is still in the pool:\n%s", name, vols)
+	if vols := virsh(t, "vol-list", e.pool); strings.Contains(vols, "bcvk-vm-"+name) || strings.Contains(vols, "bcvk-swap-"+name) {
+		t.Errorf("the clone or swap volume of %s is still in the pool:\n%s", name, vols)
 	}
 	keys, _ := filepath.Glob(filepath.Join(e.keysDir, "bcvk", "libvirt", "keys", "*"))
 	for _, k := range keys {
@@ -432,6 +536,10 @@ func libvirtBadInput(t *testing.T, e *libvirtEnv) {
 		{[]string{"run", "--port", "80", bootcImage()}, 2, "HOST_PORT:GUEST_PORT"},
 		{[]string{"run", "--firmware", "coreboot", bootcImage()}, 2, "--firmware"},
 		{[]string{"run", "--itype", "u9.huge", bootcImage()}, 2, "u1.small"},
+		// Disk files are this machine's: a remote libvirt host is refused.
+		{[]string{"--connect", "qemu+ssh://root@bcvk-remote.invalid/system", "run", "--mount-disk-file", "/etc/hostname", bootcImage()}, 2, "must be on the libvirt host"},
+		{[]string{"run", "--mount-disk-file", "/nonexistent/bcvk-test.img", bootcImage()}, 2, "no such file"},
+		{[]string{"run", "--add-swap", "1k", bootcImage()}, 2, "between 1M and 1T"},
 		{[]string{"ssh", "bcvk-test-nosuchvm"}, 1, "no such bcvk VM"},
 		{[]string{"rm", "bcvk-test-nosuchvm"}, 1, "no such bcvk VM"},
 	} {
