@@ -91,11 +91,16 @@ func (r *Runtime) ExplainLostVM(ctx context.Context, name, dir string, err error
 	if werr != nil {
 		return err // still running, or unknown: ssh's own message stands
 	}
-	reason := EndReason(dir)
+	reason, status := EndReason(dir), ee.Code
 	if reason == "" {
 		reason = fmt.Sprintf("its container exited with status %d", code)
+	} else {
+		// bcvk-inner saw the VM end: the command lost its connection,
+		// whether ssh noticed first (255) or was killed with the
+		// container (podman exec's 137). One status for one event.
+		status = 255
 	}
-	return &ExitError{Code: ee.Code, Message: fmt.Sprintf("the VM ended while the command ran: %s%s", reason, ConsoleTail(dir))}
+	return &ExitError{Code: status, Message: fmt.Sprintf("the VM ended while the command ran: %s%s", reason, ConsoleTail(dir))}
 }
 
 // EndReason is why the VM ended, as bcvk-inner recorded it.

@@ -235,3 +235,35 @@ func TestReport(t *testing.T) {
 		t.Fatalf("reported %q", got)
 	}
 }
+
+// A command whose VM ended under it exits 255 when bcvk-inner recorded why
+// (ssh may have been killed with the container: podman exec says 137), and
+// keeps the container's status when nothing was recorded.
+func TestExplainLostVMStatus(t *testing.T) {
+	rt, pc := testRuntime(t)
+	pc.containers = []podman.Container{{ID: "c1", Names: []string{"vm1"}, State: "exited"}}
+	pc.waitCode = 137
+	for _, c := range []struct {
+		reason string
+		code   int
+		want   string
+	}{
+		{"QEMU was killed by SIGKILL", 255, "the VM ended while the command ran: QEMU was killed by SIGKILL"},
+		{"", 137, "the VM ended while the command ran: its container exited with status 137"},
+	} {
+		dir := t.TempDir()
+		f, err := os.Create(filepath.Join(dir, spec.EventsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.reason != "" {
+			events.NewWriter(f).Emit(events.PhaseExited, c.reason)
+		}
+		f.Close()
+		err = rt.ExplainLostVM(context.Background(), "vm1", dir, &ExitError{Code: 137})
+		var ee *ExitError
+		if !errors.As(err, &ee) || ee.Code != c.code || !strings.HasPrefix(ee.Message, c.want) {
+			t.Errorf("reason %q: got %v (%+v); want status %d and %q", c.reason, err, ee, c.code, c.want)
+		}
+	}
+}
