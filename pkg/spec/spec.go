@@ -49,6 +49,12 @@ const (
 	GuestNetProbePort = 2223
 )
 
+// GuestNet is the guest's user network. Not QEMU's default 10.0.2.0/24:
+// rootless podman's slirp4netns gives the container that same network, and
+// a published port's connection then comes from 10.0.2.100, an address in
+// the guest's own subnet, where its replies go unanswered.
+const GuestNet = "10.0.76.0/24"
+
 // Accelerator choices.
 const (
 	AccelAuto = "auto"

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bcvk/bcvk/pkg/inner/vsock"
+	"github.com/bcvk/bcvk/pkg/spec"
 )
 
 // Config is everything the QEMU command line depends on.
@@ -212,7 +213,7 @@ func Args(c Config) []string {
 // container's loopback only, published ports on all its addresses (podman
 // forwards to the container's address).
 func netdev(c Config) string {
-	s := fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", c.SSHForwardPort, c.NetProbePort)
+	s := fmt.Sprintf("user,id=net0,net=%s,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:1", spec.GuestNet, c.SSHForwardPort, c.NetProbePort)
 	for _, f := range c.Forwards {
 		s += fmt.Sprintf(",hostfwd=tcp::%d-:%d", f.ContainerPort, f.GuestPort)
 	}

@@ -26,7 +26,7 @@ func TestArgsTCG(t *testing.T) {
 		"-append", "console=ttyS0,115200n8 quiet",
 		"-chardev", "socket,id=rootfs,path=/run/bcvk/virtiofs.sock",
 		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=rootfs,tag=rootfs",
-		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
+		"-netdev", "user,id=net0,net=10.0.76.0/24,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
 		"-device", "vmgenid,guid=auto",
@@ -125,7 +125,7 @@ func TestArgsErofsRoot(t *testing.T) {
 		"-device", "virtio-blk-pci,drive=root,serial=bcvk-root",
 		"-chardev", "socket,id=bind0,path=/run/bcvk/share0.sock",
 		"-device", "vhost-user-fs-pci,queue-size=1024,chardev=bind0,tag=bind0",
-		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
+		"-netdev", "user,id=net0,net=10.0.76.0/24,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1",
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 		"-device", "virtio-rng-pci",
 		"-device", "vmgenid,guid=auto",
@@ -146,7 +146,7 @@ func TestArgsReadOnlyDriveAndForwards(t *testing.T) {
 	want := []string{
 		"-drive", "if=none,id=disk0,file=/bcvk/attached/disk0,format=raw,readonly=on,cache=writeback,rerror=report",
 		"-device", "virtio-blk-pci,drive=disk0,serial=data",
-		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1,hostfwd=tcp::30000-:80,hostfwd=tcp::30001-:8443",
+		"-netdev", "user,id=net0,net=10.0.76.0/24,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:2223-:1,hostfwd=tcp::30000-:80,hostfwd=tcp::30001-:8443",
 	}
 	for i, a := range got {
 		if a == "-drive" {

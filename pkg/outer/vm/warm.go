@@ -58,10 +58,12 @@ func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version 
 		RootTransport string `json:",omitempty"`
 		// The saved VM's devices: its vsock device and network card.
 		SSHTransport, Network string `json:",omitempty"`
-		// and its empty PCIe root ports for shares.
+		// and its empty PCIe root ports for shares,
 		HotplugPorts int
+		// and the guest's network address (in the saved kernel).
+		GuestNet string
 	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser, warmRootKey(sp.RootTransport),
-		sp.SSHTransport, sp.Network, spec.WarmSharePorts})
+		sp.SSHTransport, sp.Network, spec.WarmSharePorts, spec.GuestNet})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil
 }
