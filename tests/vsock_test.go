@@ -102,8 +102,8 @@ func TestSSHTransportTCP(t *testing.T) {
 		cleanupContainer(t, name)
 		r := runBcvk(t, sharedState, nil, bootTimeout, "ephemeral", "run-ssh", "--name", name, "--memory", "1G",
 			"--ssh-transport", "tcp", sampleImage(), "--", "sh", "-c", "echo $SSH_CONNECTION")
-		if f := strings.Fields(r.stdout); r.code != 0 || len(f) != 4 || f[0] != "10.0.2.2" || f[3] != "22" {
-			t.Errorf("exit %d, SSH_CONNECTION %q (want from QEMU's 10.0.2.2 to port 22)\n%s", r.code, r.stdout, tail(r.stderr, 10))
+		if f := strings.Fields(r.stdout); r.code != 0 || len(f) != 4 || f[0] != "10.0.76.2" || f[3] != "22" {
+			t.Errorf("exit %d, SSH_CONNECTION %q (want from QEMU's 10.0.76.2 to port 22)\n%s", r.code, r.stdout, tail(r.stderr, 10))
 		}
 		if strings.Contains(r.stderr, "not vsock") {
 			t.Errorf("a fallback line when TCP was asked for:\n%s", r.stderr)
@@ -130,7 +130,7 @@ func TestSSHTransportTCP(t *testing.T) {
 			t.Errorf("ps --json says sshTransport %q, want tcp", got)
 		}
 		r = runBcvk(t, sharedState, nil, 2*time.Minute, "ephemeral", "ssh", name, "--", "sh", "-c", "echo $SSH_CONNECTION")
-		if f := strings.Fields(r.stdout); r.code != 0 || len(f) != 4 || f[0] != "10.0.2.2" {
+		if f := strings.Fields(r.stdout); r.code != 0 || len(f) != 4 || f[0] != "10.0.76.2" {
 			t.Errorf("exit %d, SSH_CONNECTION %q", r.code, r.stdout)
 		}
 	})
