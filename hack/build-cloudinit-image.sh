@@ -24,17 +24,10 @@ base=${2:-localhost/bcvk-sample:latest}
 
 log() { echo "build-cloudinit-image: $*" >&2; }
 self=$(readlink -f "${BASH_SOURCE[0]}")
-base_id=$(podman image inspect --format '{{.Id}}' "$base") || { log "the base image $base is missing: run make sample-image"; exit 1; }
-inputs=$( { cat "$self"; echo "$base_id"; } | sha256sum | cut -c1-32)
-have=$(podman image inspect --format '{{index .Labels "bcvk.inputs"}}' "$image" 2>/dev/null || true)
-if [ "$have" = "$inputs" ]; then
-	log "$image is up to date (bcvk.inputs=$inputs), skipping"
-	exit 0
-fi
-
-start=$(date +%s)
+# shellcheck source=hack/derived.sh
+. "$(dirname "$self")/derived.sh"
+derived_begin "$image" "$base"
 log "building $image from $base with cloud-init"
-old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 # No docs, man pages or translations, as in the sample image. The config file
 # sorts after Debian's 90_dpkg.cfg (which also sets datasource_list), so it
 # wins.
@@ -65,6 +58,6 @@ RUN printf '%s\n' \
       >/etc/cloud/cloud.cfg.d/99_bcvk.cfg && \
     command -v cloud-init >/dev/null
 CONTAINERFILE
-[ -z "$old" ] || [ "$old" = "$(podman image inspect --format '{{.Id}}' "$image")" ] || podman rmi "$old" >/dev/null 2>&1 || true
+derived_end "$image"
 version=$(podman run --rm --network none --entrypoint cloud-init "$image" --version 2>&1 || true)
 log "built $image in $(( $(date +%s) - start )) s: $version"

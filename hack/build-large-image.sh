@@ -16,17 +16,10 @@ packages="linux-headers-amd64 build-essential python3-full golang-go libboost-de
 
 log() { echo "build-large-image: $*" >&2; }
 self=$(readlink -f "${BASH_SOURCE[0]}")
-base_id=$(podman image inspect --format '{{.Id}}' "$base") || { log "the base image $base is missing: run make sample-image"; exit 1; }
-inputs=$( { cat "$self"; echo "$base_id"; } | sha256sum | cut -c1-32)
-have=$(podman image inspect --format '{{index .Labels "bcvk.inputs"}}' "$image" 2>/dev/null || true)
-if [ "$have" = "$inputs" ]; then
-	log "$image is up to date (bcvk.inputs=$inputs), skipping"
-	exit 0
-fi
-
-start=$(date +%s)
+# shellcheck source=hack/derived.sh
+. "$(dirname "$self")/derived.sh"
+derived_begin "$image" "$base"
 log "building $image from $base with: $packages"
-old=$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
 # No docs, man pages or translations, as in the sample image.
 podman build --pull=never --quiet --label "bcvk.inputs=$inputs" -t "$image" -f - <<CONTAINERFILE >/dev/null
 FROM $base
@@ -37,6 +30,6 @@ RUN printf '%s\n' 'path-exclude /usr/share/doc/*' 'path-exclude /usr/share/man/*
     apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log && \
     rm -f /boot/vmlinuz* /boot/initrd* /boot/System.map* /boot/config*
 CONTAINERFILE
-[ -z "$old" ] || [ "$old" = "$(podman image inspect --format '{{.Id}}' "$image")" ] || podman rmi "$old" >/dev/null 2>&1 || true
+derived_end "$image"
 files=$(podman run --rm --network none --entrypoint sh "$image" -c 'find / -xdev | wc -l')
 log "built $image in $(( $(date +%s) - start )) s: $files files"

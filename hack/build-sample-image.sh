@@ -23,7 +23,9 @@
 #   defaults: localhost/bcvk-sample:latest localhost/bcvk-test-nokernel:latest
 #             localhost/bcvk-sample-bootc:latest
 #   An empty name ("") skips that image.
-# Needs root, podman and mmdebstrap >= 1.x (see hack/install-host-deps.sh).
+# Needs podman and mmdebstrap >= 1.x (see hack/install-host-deps.sh). Run by
+# an ordinary user, it builds into their rootless storage, as root of their
+# user namespace (hack/userns.sh).
 # Each image is skipped when it was already built from this exact script.
 set -euo pipefail
 
@@ -55,8 +57,11 @@ log() { echo "build-sample-image: $*" >&2; }
 self=$(readlink -f "${BASH_SOURCE[0]}")
 # shellcheck source=hack/lib.sh
 . "$(dirname "$self")/lib.sh"
+# shellcheck source=hack/userns.sh
+. "$(dirname "$self")/userns.sh"
+as_namespace_root "$@"
 fixture=$(dirname "$self")/test-fixture-bootc.sh
-inputs=$( { cat "$self" "$(dirname "$self")/lib.sh" "$fixture"; echo "$mirror"; } | sha256sum | cut -c1-32)
+inputs=$( { cat "$self" "$(dirname "$self")/lib.sh" "$(dirname "$self")/userns.sh" "$fixture"; echo "$mirror"; } | sha256sum | cut -c1-32)
 up_to_date() {
 	local have
 	have=$(podman image inspect --format '{{index .Labels "bcvk.inputs"}}' "$1" 2>/dev/null || true)
@@ -268,7 +273,7 @@ build() {
 	# second image downloads only what the first did not have.
 	# podman-testing (36 MB) is podman's test helper; nobody runs it here.
 	mmdebstrap --variant=minbase --include="$pkgs" \
-		"${MMDEBSTRAP_SLIM[@]}" \
+		"${MMDEBSTRAP_SLIM[@]}" "${MMDEBSTRAP_NS[@]}" \
 		--dpkgopt='path-exclude=/usr/libexec/podman/podman-testing' \
 		--skip=essential/unlink \
 		--setup-hook='mkdir -p "$1/var/cache/apt/archives/"' \
