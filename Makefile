@@ -23,9 +23,11 @@ build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/bcvk-inner ./cmd/bcvk-inner
 
 # Host packages and containers.conf (needs root; skipped when all is there).
+# An ordinary user's builds only check that root did this part.
 deps:
 	@if [ "$$(id -u)" = 0 ]; then hack/install-host-deps.sh; \
-	else command -v podman >/dev/null || { echo "podman is missing: run 'sudo make deps'" >&2; exit 1; }; fi
+	else for c in podman mmdebstrap newuidmap; do command -v $$c >/dev/null || \
+		{ echo "$$c is missing: run 'sudo make deps' first" >&2; exit 1; }; done; fi
 
 base-image: deps
 	hack/build-base-image.sh $(BASE_IMAGE)
