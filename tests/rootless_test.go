@@ -14,10 +14,13 @@ import (
 // rootlessUser is the ordinary user the rootless tests run bcvk as.
 const rootlessUser = "bcvk-ci"
 
-// rootless prepares an ordinary user with rootless podman (its own
-// containers.conf, runtime directory and copies of the images) and returns
-// a function that runs bcvk as that user. It needs root to set things up.
-func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
+// rootless sets up an ordinary user as a new user of bcvk would be set up:
+// root's part (`make deps`) is done by the suite, and the user, with their
+// own copy of this checkout, runs `make demo`, which builds the images in
+// their rootless storage and boots one. It returns the demo's result and a
+// function that runs the user's own bcvk as them. It needs root to create
+// the user.
+func rootless(t *testing.T) (demo result, bcvk func(timeout time.Duration, args ...string) result) {
 	t.Helper()
 	needPodman(t)
 	if os.Geteuid() != 0 {
@@ -32,44 +35,32 @@ func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No logind on these machines: the runtime directory it would make.
 	runtimeDir := "/run/user/" + u.Uid
-	conf := filepath.Join(u.HomeDir, ".config/containers/containers.conf")
+	checkout := filepath.Join(u.HomeDir, "bcvk")
 	for _, c := range [][]string{
-		{"mkdir", "-p", runtimeDir, filepath.Dir(conf)},
+		{"mkdir", "-p", runtimeDir},
 		{"chmod", "700", runtimeDir},
+		{"chown", u.Uid + ":" + u.Gid, runtimeDir},
 		// The home may predate the user (a reused machine): it must be theirs.
 		{"chown", u.Uid + ":" + u.Gid, u.HomeDir},
+		{"rm", "-rf", checkout},
+		// What an earlier version of this test wrote: the user has only the
+		// host's containers.conf, from make deps.
+		{"rm", "-f", filepath.Join(u.HomeDir, ".config/containers/containers.conf")},
 	} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v: %s", c, err, out)
 		}
 	}
-	// The same settings as the host's: runc, and limits runc may apply.
-	if err := os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=16384:16384\", \"nproc=4096:4096\"]\n\n[engine]\nruntime = \"runc\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{runtimeDir, filepath.Join(u.HomeDir, ".config")} {
-		if out, err := exec.Command("chown", "-R", u.Uid+":"+u.Gid, p).CombinedOutput(); err != nil {
-			t.Fatalf("chown: %v: %s", err, out)
-		}
-	}
-	// A copy of bcvk the user can run, wherever the checkout is.
-	bin := filepath.Join(t.TempDir(), "bcvk")
-	b, err := os.ReadFile(bcvkBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		_ = os.Chmod(d, 0o755)
-	}
-	as := func(timeout time.Duration, argv ...string) result {
+	copyCheckout(t, checkout, u)
+	as := func(dir string, timeout time.Duration, argv ...string) result {
 		t.Helper()
-		cmd := exec.Command("runuser", append([]string{"-u", rootlessUser, "--", "env",
-			"HOME=" + u.HomeDir, "XDG_RUNTIME_DIR=" + runtimeDir, "PATH=/usr/local/bin:/usr/bin:/bin"}, argv...)...)
-		cmd.Dir = "/"
+		// A login's environment, not the test's (no BCVK_* settings).
+		cmd := exec.Command("runuser", append([]string{"-u", rootlessUser, "--", "env", "-i",
+			"HOME=" + u.HomeDir, "USER=" + rootlessUser, "LOGNAME=" + rootlessUser, "XDG_RUNTIME_DIR=" + runtimeDir,
+			"PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}, argv...)...)
+		cmd.Dir = dir
 		var out, errb strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		start := time.Now()
@@ -85,54 +76,78 @@ func rootless(t *testing.T) func(timeout time.Duration, args ...string) result {
 			<-done
 			t.Fatalf("%v did not finish within %s:\n%s", argv, timeout, errb.String())
 		}
-		t.Logf("as %s: %s: exit %d\n%s", rootlessUser, strings.Join(argv, " "), cmd.ProcessState.ExitCode(), errb.String())
+		t.Logf("as %s: %s: exit %d (%.0f s)\n%s", rootlessUser, strings.Join(argv, " "), cmd.ProcessState.ExitCode(), time.Since(start).Seconds(), errb.String())
 		return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 	}
-	// The user's own image store gets the runner and the sample image, the
-	// same ones as root's (an older copy from an earlier run is replaced).
-	for _, img := range []string{runnerImage(t), sampleImage()} {
-		want, err := exec.Command("podman", "image", "inspect", "--format", "{{.Id}}", img).Output()
-		if err != nil {
-			t.Fatalf("podman image inspect %s: %v", img, err)
-		}
-		if r := as(time.Minute, "podman", "image", "inspect", "--format", "{{.Id}}", img); r.code == 0 && r.stdout == string(want) {
-			continue
-		}
-		save := exec.Command("podman", "save", img)
-		load := exec.Command("runuser", "-u", rootlessUser, "--", "env", "HOME="+u.HomeDir,
-			"XDG_RUNTIME_DIR="+runtimeDir, "podman", "load", "-q")
-		load.Dir = "/"
-		pipe, err := save.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		load.Stdin = pipe
-		if err := save.Start(); err != nil {
-			t.Fatal(err)
-		}
-		out, err := load.CombinedOutput()
-		if err != nil {
-			// save would block on a pipe nobody reads any more.
-			_ = save.Process.Kill()
-		}
-		if werr := save.Wait(); err != nil || werr != nil {
-			t.Fatalf("copying %s to %s's storage: %v %v: %s", img, rootlessUser, err, werr, out)
-		}
+	// What the README's quick start tells a user to run. The images already
+	// in the user's storage from an earlier run are kept when up to date,
+	// as they would be for the user.
+	demo = as(checkout, 45*time.Minute, "make", "demo")
+	if demo.code != 0 {
+		t.Fatalf("make demo as %s: exit %d\n%s", rootlessUser, demo.code, demo.stdout)
 	}
-	return func(timeout time.Duration, args ...string) result {
-		return as(timeout, append([]string{bin}, args...)...)
+	bin := filepath.Join(checkout, "bin", "bcvk")
+	return demo, func(timeout time.Duration, args ...string) result {
+		return as("/", timeout, append([]string{bin}, args...)...)
+	}
+}
+
+// copyCheckout gives u a copy of this checkout at dst, as a clone would:
+// the files git knows (committed or not, ignored ones left out), or the
+// whole tree but bin/ and _output/ where there is no git.
+func copyCheckout(t *testing.T, dst string, u *user.User) {
+	t.Helper()
+	src, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := exec.Command("git", "-C", src, "-c", "safe.directory=*", "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	var pack *exec.Cmd
+	if err == nil {
+		pack = exec.Command("tar", "-C", src, "--null", "--files-from=-", "--ignore-failed-read", "-cf", "-")
+		pack.Stdin = strings.NewReader(string(list))
+	} else {
+		pack = exec.Command("tar", "-C", src, "--exclude=./bin", "--exclude=./_output", "--exclude=./.git", "-cf", "-", ".")
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unpack := exec.Command("tar", "-C", dst, "--no-same-owner", "-xf", "-")
+	pipe, err := pack.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpack.Stdin = pipe
+	var errb strings.Builder
+	pack.Stderr, unpack.Stderr = &errb, &errb
+	if err := pack.Start(); err != nil {
+		t.Fatal(err)
+	}
+	uerr := unpack.Run()
+	if perr := pack.Wait(); perr != nil || uerr != nil {
+		t.Fatalf("copying the checkout to %s: %v %v: %s", dst, perr, uerr, errb.String())
+	}
+	if out, err := exec.Command("chown", "-R", u.Uid+":"+u.Gid, dst).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
 	}
 }
 
 // The project plan promises no privilege escalation: an ordinary user with
 // rootless podman boots, lists, reaches and removes VMs.
 func TestRootless(t *testing.T) {
-	bcvk := rootless(t)
+	demo, bcvk := rootless(t)
 	// Whatever happens below, the user's containers go with the test.
-	t.Cleanup(func() { bcvk(time.Minute, "ephemeral", "rm", "-f", "rl-ssh", "rl-life") })
-	r := bcvk(bootTimeout, "ephemeral", "run-ssh", "--name", "rl-ssh", sampleImage(), "--", "sh", "-c", "echo in-guest; exit 42")
-	if r.code != 42 || r.stdout != "in-guest\n" {
-		t.Fatalf("rootless run-ssh: exit %d, stdout %q", r.code, r.stdout)
+	t.Cleanup(func() { bcvk(time.Minute, "ephemeral", "rm", "-f", "rl-life") })
+	// make demo booted the sample image from the user's own storage with
+	// the user's own runner image, and ran a command in it.
+	for _, want := range []string{"Linux ", `PRETTY_NAME="Debian GNU/Linux`, "\nrunning\n"} {
+		if !strings.Contains(demo.stdout, want) {
+			t.Errorf("make demo's output lacks %q:\n%s", want, demo.stdout)
+		}
+	}
+	r := bcvk(time.Minute, "images", "list", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, sampleImage()) {
+		t.Errorf("the user's images list: exit %d %q", r.code, r.stdout)
 	}
 
 	// The options that depend on who runs bcvk: a file the user cannot
@@ -181,6 +196,9 @@ func TestRootless(t *testing.T) {
 	}
 	if r := bcvk(2*time.Minute, "ephemeral", "ssh", name, "--", "id", "-u"); r.code != 0 || r.stdout != "0\n" {
 		t.Errorf("rootless ssh: exit %d stdout %q", r.code, r.stdout)
+	}
+	if r := bcvk(time.Minute, "ephemeral", "ssh", name, "--", "sh", "-c", "echo in-guest; exit 42"); r.code != 42 || r.stdout != "in-guest\n" {
+		t.Errorf("rootless ssh's exit status: exit %d stdout %q", r.code, r.stdout)
 	}
 	// The user's own container storage, shared with the guest.
 	if r := bcvk(3*time.Minute, "ephemeral", "ssh", name, "--", "podman", "images", "--format", "{{.Repository}}:{{.Tag}}"); r.code != 0 || !strings.Contains(r.stdout, sampleImage()) {
