@@ -83,7 +83,25 @@ integration: images large-image cloudinit-image libvirt-host
 fuzz:
 	hack/fuzz.sh
 
-test: unit fuzz integration
+# gofmt, go vet, actionlint (a tool in go.mod) on every workflow in
+# .github/workflows and, through the workflows hack/lint-action writes from
+# it, on action.yml; hack/lint-action also checks action.yml's structure and
+# that docs/ci.md quotes the example workflows as they are. actionlint runs
+# shellcheck on the workflows' scripts; shellcheck also checks the action's
+# own script.
+lint:
+	@command -v shellcheck >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; } || \
+		{ echo "lint needs shellcheck: run 'sudo apt-get install shellcheck'" >&2; exit 1; }
+	@bad=$$(gofmt -l .); if [ -n "$$bad" ]; then echo "gofmt -l: not formatted (run gofmt -w):" >&2; echo "$$bad" >&2; exit 1; fi
+	$(GO) vet ./...
+	rm -rf _output/lint
+	$(GO) run ./hack/lint-action -out _output/lint
+	$(GO) tool actionlint .github/workflows/*.yml
+	cd _output/lint && $(GO) tool actionlint .github/workflows/*.yml
+	shellcheck hack/action-*.sh .github/example-image/example-tests
+
+test: lint unit fuzz integration
 
 bench: images libvirt-host
 	hack/bench.sh
