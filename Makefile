@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 VERSION := $(shell cat VERSION)
 GO ?= go
-GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.Version=$(VERSION)"
+GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.Version=$(VERSION)"
 BASE_IMAGE ?= localhost/bcvk-base:trixie
 RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
 SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
@@ -14,7 +14,7 @@ LARGE_IMAGE ?= localhost/bcvk-test-large:latest
 CLOUDINIT_IMAGE ?= localhost/bcvk-test-cloudinit:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
+.PHONY: all build deps images base-image runner-image runner-archive sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -30,9 +30,18 @@ deps:
 base-image: deps
 	hack/build-base-image.sh $(BASE_IMAGE)
 
+# Reproducible: the same inputs give the same image ID (docs/images.md);
+# skipped when up to date. Writes the package list _output/runner-packages.txt.
 runner-image: build base-image
-	podman build --pull=never --build-arg BASE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
-		-t $(RUNNER_IMAGE) -f Containerfile .
+	VERSION=$(VERSION) hack/build-runner-image.sh $(RUNNER_IMAGE) $(BASE_IMAGE)
+
+# The runner image as an OCI archive, for hosts without a registry:
+# `podman load -i _output/bcvk-runner.oci.tar` gives $(RUNNER_IMAGE).
+runner-archive: runner-image
+	@mkdir -p _output
+	rm -f _output/bcvk-runner.oci.tar.tmp
+	podman save --quiet --format oci-archive -o _output/bcvk-runner.oci.tar.tmp $(RUNNER_IMAGE)
+	mv _output/bcvk-runner.oci.tar.tmp _output/bcvk-runner.oci.tar
 
 # The plain sample image, the kernel-less one and the one with the bootc file
 # layout, in one run (the second Debian build reuses the first one's downloads);
