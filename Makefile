@@ -7,6 +7,8 @@ GO ?= go
 GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.Version=$(VERSION)"
 BASE_IMAGE ?= localhost/bcvk-base:trixie
 RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
+RUNNER_PACKAGES ?= _output/runner-packages.txt
+RUNNER_ARCHIVE ?= _output/bcvk-runner.oci.tar
 SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
 SAMPLE_BOOTC_IMAGE ?= localhost/bcvk-sample-bootc:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
@@ -31,17 +33,17 @@ base-image: deps
 	hack/build-base-image.sh $(BASE_IMAGE)
 
 # Reproducible: the same inputs give the same image ID (docs/images.md);
-# skipped when up to date. Writes the package list _output/runner-packages.txt.
+# skipped when up to date. Writes the package list $(RUNNER_PACKAGES).
 runner-image: build base-image
-	VERSION=$(VERSION) hack/build-runner-image.sh $(RUNNER_IMAGE) $(BASE_IMAGE)
+	VERSION=$(VERSION) BCVK_RUNNER_PACKAGES=$(RUNNER_PACKAGES) hack/build-runner-image.sh $(RUNNER_IMAGE) $(BASE_IMAGE)
 
 # The runner image as an OCI archive, for hosts without a registry:
-# `podman load -i _output/bcvk-runner.oci.tar` gives $(RUNNER_IMAGE).
+# `podman load -i $(RUNNER_ARCHIVE)` gives $(RUNNER_IMAGE) with the same ID.
 runner-archive: runner-image
-	@mkdir -p _output
-	rm -f _output/bcvk-runner.oci.tar.tmp
-	podman save --quiet --format oci-archive -o _output/bcvk-runner.oci.tar.tmp $(RUNNER_IMAGE)
-	mv _output/bcvk-runner.oci.tar.tmp _output/bcvk-runner.oci.tar
+	@mkdir -p $(dir $(RUNNER_ARCHIVE))
+	rm -f $(RUNNER_ARCHIVE).tmp
+	podman save --quiet --format oci-archive -o $(RUNNER_ARCHIVE).tmp $(RUNNER_IMAGE)
+	mv $(RUNNER_ARCHIVE).tmp $(RUNNER_ARCHIVE)
 
 # The plain sample image, the kernel-less one and the one with the bootc file
 # layout, in one run (the second Debian build reuses the first one's downloads);
