@@ -4,9 +4,11 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 VERSION := $(shell cat VERSION)
 GO ?= go
-GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.Version=$(VERSION)"
+GOFLAGS_BUILD := -trimpath -buildvcs=false -ldflags "-s -w -X github.com/bcvk/bcvk/pkg/version.Version=$(VERSION)"
 BASE_IMAGE ?= localhost/bcvk-base:trixie
 RUNNER_IMAGE ?= localhost/bcvk-runner:$(VERSION)
+RUNNER_PACKAGES ?= _output/runner-packages.txt
+RUNNER_ARCHIVE ?= _output/bcvk-runner.oci.tar
 SAMPLE_IMAGE ?= localhost/bcvk-sample:latest
 SAMPLE_BOOTC_IMAGE ?= localhost/bcvk-sample-bootc:latest
 NOKERNEL_IMAGE ?= localhost/bcvk-test-nokernel:latest
@@ -14,7 +16,7 @@ LARGE_IMAGE ?= localhost/bcvk-test-large:latest
 CLOUDINIT_IMAGE ?= localhost/bcvk-test-cloudinit:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
+.PHONY: all build deps images base-image runner-image runner-archive sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -32,9 +34,18 @@ deps:
 base-image: deps
 	hack/build-base-image.sh $(BASE_IMAGE)
 
+# Reproducible: the same inputs give the same image ID (docs/images.md);
+# skipped when up to date. Writes the package list $(RUNNER_PACKAGES).
 runner-image: build base-image
-	podman build --pull=never --build-arg BASE=$(BASE_IMAGE) --build-arg VERSION=$(VERSION) \
-		-t $(RUNNER_IMAGE) -f Containerfile .
+	VERSION=$(VERSION) BCVK_RUNNER_PACKAGES=$(RUNNER_PACKAGES) hack/build-runner-image.sh $(RUNNER_IMAGE) $(BASE_IMAGE)
+
+# The runner image as an OCI archive, for hosts without a registry:
+# `podman load -i $(RUNNER_ARCHIVE)` gives $(RUNNER_IMAGE) with the same ID.
+runner-archive: runner-image
+	@mkdir -p $(dir $(RUNNER_ARCHIVE))
+	rm -f $(RUNNER_ARCHIVE).tmp
+	podman save --quiet --format oci-archive -o $(RUNNER_ARCHIVE).tmp $(RUNNER_IMAGE)
+	mv $(RUNNER_ARCHIVE).tmp $(RUNNER_ARCHIVE)
 
 # The plain sample image, the kernel-less one and the one with the bootc file
 # layout, in one run (the second Debian build reuses the first one's downloads);

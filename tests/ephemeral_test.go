@@ -297,7 +297,8 @@ func runnerImage(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(out))
+	// The first line is "bcvk version V"; the second names the runner.
+	f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0])
 	return "localhost/bcvk-runner:" + f[len(f)-1]
 }
 

@@ -58,3 +58,14 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("exit %d, %q", code, out)
 	}
 }
+
+// --version names the runner image, and works without podman.
+func TestVersionNamesTheRunnerImage(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("BCVK_RUNNER_IMAGE", "")
+	code, out, _ := run("--runner-image", "localhost/r:1", "--version")
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if code != 0 || len(lines) != 2 || lines[1] != "runner image localhost/r:1, not present (podman is not installed)" {
+		t.Fatalf("exit %d, %q", code, out)
+	}
+}

@@ -100,6 +100,7 @@ func NewRootCommand(st Streams) *cobra.Command {
 			return nil
 		},
 	}
+	root.SetVersionTemplate(versionTemplate)
 	root.SetIn(st.In)
 	root.SetOut(st.Out)
 	root.SetErr(st.Err)

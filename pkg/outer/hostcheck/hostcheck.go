@@ -5,6 +5,7 @@ package hostcheck
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -35,7 +36,7 @@ type Finding struct {
 // Podman is what the checks ask of podman.
 type Podman interface {
 	Info(ctx context.Context) (*podman.Info, error)
-	ImageExists(ctx context.Context, ref string) (bool, error)
+	InspectImage(ctx context.Context, ref string) (*podman.Image, error)
 }
 
 // Host is what the checks look at; tests replace parts of it.
@@ -85,14 +86,14 @@ func Run(ctx context.Context, h Host) []Finding {
 		} else {
 			add("runtime", OK, rt, "")
 		}
-		ok, err := h.Podman.ImageExists(ctx, h.RunnerImage)
+		img, err := h.Podman.InspectImage(ctx, h.RunnerImage)
 		switch {
+		case errors.Is(err, podman.ErrNoImage):
+			add("runner image", Error, h.RunnerImage+" is not present in local storage", "build it with `make runner-image` in the bcvk source tree, load it with `podman load -i bcvk-runner.oci.tar` (from `make runner-archive`), or pass --runner-image")
 		case err != nil:
-			add("runner image", Error, firstLine(err.Error()), "")
-		case !ok:
-			add("runner image", Error, h.RunnerImage+" is not in local storage", "build it with `make runner-image` in the bcvk source tree, or pass --runner-image")
+			add("runner image", Error, h.RunnerImage+": "+firstLine(err.Error()), "run `podman image inspect "+h.RunnerImage+"` to see what is wrong")
 		default:
-			add("runner image", OK, h.RunnerImage, "")
+			add("runner image", OK, h.RunnerImage+", ID "+img.ID, "")
 		}
 	}
 
