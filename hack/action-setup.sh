@@ -13,9 +13,8 @@
 #  3. bcvk and bcvk-inner are built (`make build`, needs Go) and installed
 #     into BCVK_ACTION_BIN, which is added to $GITHUB_PATH when that is set.
 #  4. the runner image: `podman load` of BCVK_RUNNER_ARCHIVE when given,
-#     else built with `make runner-image` as root (mmdebstrap needs root) and,
-#     when the user is not root, copied into the user's own (rootless)
-#     container storage, where bcvk will look for it.
+#     else built with `make runner-image` as the job's user, into their own
+#     (rootless, for an ordinary user) container storage, where bcvk looks.
 #
 # Environment:
 #   BCVK_ACTION_BIN      where bcvk goes (default $RUNNER_TEMP/bcvk-bin, else /usr/local/bin)
@@ -88,7 +87,7 @@ if want build; then
 	if [ -n "${GITHUB_PATH:-}" ]; then
 		echo "$bin" >>"$GITHUB_PATH"
 	fi
-	log "installed $("$bin/bcvk" --version) in $bin"
+	log "installed $("$bin/bcvk" --version | head -n1) in $bin"
 fi
 
 if want runner; then
@@ -100,18 +99,10 @@ if want runner; then
 			exit 1
 		fi
 	else
-		# As root: mmdebstrap builds the base in root mode. deps and build
-		# were done above (-o: take them as up to date).
-		as_root make -C "$src" -o deps -o build runner-image RUNNER_IMAGE="$image"
-		if [ "$(id -u)" != 0 ]; then
-			log "copying $image from root's container storage into $(id -un)'s"
-			tmp=$(mktemp -d)
-			trap 'rm -rf "$tmp"' EXIT
-			as_root podman save -q -o "$tmp/runner.tar" "$image"
-			as_root chown "$(id -u)" "$tmp/runner.tar"
-			podman load -q -i "$tmp/runner.tar"
-			rm -f "$tmp/runner.tar"
-		fi
+		# As the job's user, in their own storage (rootless for an ordinary
+		# user, as `make demo` does). deps and build were done above (-o:
+		# take them as up to date).
+		make -C "$src" -o deps -o build runner-image RUNNER_IMAGE="$image"
 	fi
 	if [ -n "${GITHUB_ENV:-}" ]; then
 		echo "BCVK_RUNNER_IMAGE=$image" >>"$GITHUB_ENV"
