@@ -16,7 +16,7 @@ LARGE_IMAGE ?= localhost/bcvk-test-large:latest
 CLOUDINIT_IMAGE ?= localhost/bcvk-test-cloudinit:latest
 
 .PHONY: man
-.PHONY: all build deps images base-image runner-image runner-archive sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
+.PHONY: all build deps images demo-images base-image runner-image runner-archive sample-image large-image cloudinit-image libvirt-host demo test unit fuzz integration bench lint clean
 
 all: build
 
@@ -69,7 +69,11 @@ libvirt-host: runner-image
 	@if [ "$$(id -u)" = 0 ]; then BCVK_RUNNER_IMAGE=$(RUNNER_IMAGE) hack/libvirt-host.sh virtiofsd && hack/libvirt-host.sh start; \
 	else echo "libvirt-host: not root, using the libvirtd that runs" >&2; fi
 
-demo: images
+# The demo needs the plain sample image only (make images adds the other two).
+demo-images: runner-image deps
+	hack/build-sample-image.sh $(SAMPLE_IMAGE) "" ""
+
+demo: demo-images
 	bin/bcvk ephemeral run-ssh $(SAMPLE_IMAGE) -- sh -c 'uname -a; cat /etc/os-release | head -2; systemctl is-system-running'
 
 # Unit tests under the race detector (it needs cgo and gcc in the tests only;
