@@ -66,19 +66,22 @@ type Message struct {
 	Message string `json:"message"`
 }
 
-// The org.varlink.service errors.
+// InterfaceNotFound and the three below are org.varlink.service's errors.
 func InterfaceNotFound(name string) *Error {
 	return &Error{ServiceInterface + ".InterfaceNotFound", map[string]string{"interface": name}}
 }
 
+// MethodNotFound names a method the interface lacks.
 func MethodNotFound(name string) *Error {
 	return &Error{ServiceInterface + ".MethodNotFound", map[string]string{"method": name}}
 }
 
+// MethodNotImplemented refuses a call bcvk cannot answer (an upgrade).
 func MethodNotImplemented(name string) *Error {
 	return &Error{ServiceInterface + ".MethodNotImplemented", map[string]string{"method": name}}
 }
 
+// InvalidParameter names a missing, unknown or mistyped parameter.
 func InvalidParameter(name string) *Error {
 	return &Error{ServiceInterface + ".InvalidParameter", map[string]string{"parameter": name}}
 }
