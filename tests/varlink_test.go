@@ -265,6 +265,44 @@ func TestVarlinkSocketActivation(t *testing.T) {
 			stop(t, cmd, done, sock)
 		})
 	}
+	// `varlinkctl exec:bcvk` passes one end of a socket pair: bcvk serves
+	// it and ends when the client closes its end.
+	t.Run("connected-socket", func(t *testing.T) {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours, theirs := os.NewFile(uintptr(fds[0]), "client"), os.NewFile(uintptr(fds[1]), "bcvk")
+		cmd, _, _ := bcvkCmd(t, sharedState, nil)
+		cmd.Args = []string{"sh", "-c", `export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0"`, cmd.Path}
+		cmd.Path = "/bin/sh"
+		cmd.ExtraFiles = []*os.File{theirs}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		theirs.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		c, err := net.FileConn(ours)
+		ours.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &varlinkClient{t: t, c: c, r: bufio.NewReader(c)}
+		if info := v.ok(10*time.Second, "org.varlink.service.GetInfo", map[string]any{}); info["product"] != "bcvk" {
+			t.Errorf("GetInfo: %v", info)
+		}
+		c.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("bcvk ended with %v after the client closed", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("bcvk kept running after the client closed the connection")
+		}
+	})
 	t.Run("systemd-socket-activate", func(t *testing.T) {
 		ssa, err := exec.LookPath("systemd-socket-activate")
 		if err != nil {
