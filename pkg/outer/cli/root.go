@@ -124,6 +124,7 @@ func NewRootCommand(st Streams) *cobra.Command {
 	sshAlias := newSSHCommand(g, st)
 	sshAlias.Short = "Alias of `bcvk ephemeral ssh`"
 	root.AddCommand(runAlias, sshAlias, newGenDocCommand(st))
+	addVarlink(root, g, st)
 	return root
 }
 
