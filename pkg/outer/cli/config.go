@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/bcvk/bcvk/pkg/outer/config"
+	"github.com/bcvk/bcvk/pkg/version"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -101,6 +102,10 @@ func (g *globals) resolveConfig(cmd *cobra.Command, f *config.File, keys []confi
 			if _, ok := fl.Value.(pflag.SliceValue); ok {
 				return []string{}
 			}
+			if k == "runner-image" {
+				// The flag's default holds the environment's (root.go).
+				return []string{version.RunnerImage()}
+			}
 			return []string{fl.DefValue}
 		},
 	}, keys)
@@ -124,12 +129,6 @@ func flagValues(fl *pflag.Flag) []string {
 func (g *globals) applyConfig(cmd *cobra.Command) error {
 	names := configKeys(cmd)
 	if names == nil {
-		// The runner image is everybody's, from the environment at least.
-		if fl := lookupFlag(cmd, "runner-image"); fl != nil && !fl.Changed {
-			if v := g.getenv("BCVK_RUNNER_IMAGE"); v != "" {
-				g.runnerImage = v
-			}
-		}
 		return nil
 	}
 	f, err := g.loadConfig()

@@ -116,9 +116,14 @@ func newRootCommand(st Streams, getenv func(string) string) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "warning", "log level: debug, info, warning or error")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "show no progress, only errors")
-	// The environment and the configuration file come in PersistentPreRunE
-	// (applyConfig), below a flag given.
-	pf.StringVar(&g.runnerImage, "runner-image", version.RunnerImage(), "the runner image with QEMU and virtiofsd (env BCVK_RUNNER_IMAGE; runner-image in the configuration file)")
+	// The environment is the default here, so that it also reaches what
+	// runs without PersistentPreRunE (--version); the configuration file
+	// comes in PersistentPreRunE (applyConfig), below both.
+	defRunner := version.RunnerImage()
+	if v := getenv("BCVK_RUNNER_IMAGE"); v != "" {
+		defRunner = v
+	}
+	pf.StringVar(&g.runnerImage, "runner-image", defRunner, "the runner image with QEMU and virtiofsd (env BCVK_RUNNER_IMAGE; runner-image in the configuration file)")
 	pf.StringVar(&g.profile, "profile", "", "apply the settings of profile `NAME` in the configuration file (env "+config.ProfileEnv+"; bcvk config show lists them)")
 
 	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st),
