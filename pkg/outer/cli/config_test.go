@@ -85,7 +85,7 @@ func TestApplyConfig(t *testing.T) {
 			map[string]string{"memory": "2G", "vcpus": "2"}},
 		{"env over file", map[string]string{"BCVK_RUNNER_IMAGE": "localhost/runner:env"}, []string{"ephemeral", "run-ssh", "img"},
 			map[string]string{"runner-image": "localhost/runner:env"}},
-		{"flag over env", map[string]string{"BCVK_RUNNER_IMAGE": "localhost/runner:env"}, []string{"--runner-image", "localhost/runner:flag", "ephemeral", "run-ssh", "img"},
+		{"runner flag over env", map[string]string{"BCVK_RUNNER_IMAGE": "localhost/runner:env"}, []string{"--runner-image", "localhost/runner:flag", "ephemeral", "run-ssh", "img"},
 			map[string]string{"runner-image": "localhost/runner:flag"}},
 		{"libvirt takes the size", nil, []string{"--profile", "p", "libvirt", "run", "img"},
 			map[string]string{"memory": "1536M", "vcpus": "3", "karg": "[]", "timeout": "10m0s"}},
