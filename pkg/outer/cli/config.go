@@ -51,7 +51,8 @@ func lookupFlag(cmd *cobra.Command, name string) *pflag.Flag {
 	return cmd.Root().PersistentFlags().Lookup(name)
 }
 
-// profile is the profile asked for, and by what.
+// profileAsked is the profile asked for, and by what: --profile, else
+// BCVK_PROFILE.
 func (g *globals) profileAsked(cmd *cobra.Command) (string, config.Source) {
 	if fl := lookupFlag(cmd, "profile"); fl != nil && fl.Changed {
 		return g.profile, config.Source{Kind: config.FromFlag, Name: "--profile"}

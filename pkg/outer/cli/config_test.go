@@ -121,7 +121,6 @@ func find(t *testing.T, root *cobra.Command, args []string) (*cobra.Command, []s
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Find leaves the flags of every level in rest: root's come first.
 	return cmd, rest
 }
 
