@@ -23,8 +23,8 @@ func newEphemeralCommand(g *globals, st Streams) *cobra.Command {
 		Short: "Boot bootc images as throw-away VMs",
 	}
 	c.AddCommand(
-		newRunCommand(g, st),
-		newRunSSHCommand(g, st),
+		withConfig(newRunCommand(g, st), vmConfigKeys()...),
+		withConfig(newRunSSHCommand(g, st), vmConfigKeys()...),
 		newSSHCommand(g, st),
 		newPsCommand(g, st),
 		newRmCommand(g, st),

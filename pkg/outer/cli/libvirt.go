@@ -108,7 +108,7 @@ qemu+tcp://HOST[:PORT]/system and qemu+ssh://[USER@]HOST[:PORT]/system
 	pf := c.PersistentFlags()
 	pf.StringVarP(&lg.connect, "connect", "c", "", "libvirt URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)")
 	pf.StringVar(&lg.pool, "pool", storage.DefaultPool, "libvirt storage pool for base disks and clones (made by run when its first base disk goes in)")
-	c.AddCommand(newLibvirtRunCommand(lg, st), newLibvirtListCommand(lg, st), newLibvirtInspectCommand(lg, st),
+	c.AddCommand(withConfig(newLibvirtRunCommand(lg, st), "memory", "vcpus", "accel", "runner-image"), newLibvirtListCommand(lg, st), newLibvirtInspectCommand(lg, st),
 		newLibvirtSSHCommand(lg, st), newLibvirtStartCommand(lg, st), newLibvirtStopCommand(lg, st),
 		newLibvirtRmCommand(lg, st), newLibvirtRmAllCommand(lg, st), newLibvirtBaseDisksCommand(lg, st),
 		newLibvirtProxyCommand(lg, st))

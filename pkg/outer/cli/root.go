@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/bcvk/bcvk/pkg/outer/config"
 	"github.com/bcvk/bcvk/pkg/outer/podman"
 	"github.com/bcvk/bcvk/pkg/outer/progress"
 	"github.com/bcvk/bcvk/pkg/outer/vm"
@@ -71,6 +72,9 @@ type globals struct {
 	logLevel    string
 	quiet       bool
 	runnerImage string
+	profile     string
+	// getenv reads the environment (tests give their own).
+	getenv func(string) string
 }
 
 func (g *globals) progressMode(w io.Writer) progress.Mode { return progress.ModeFor(w, g.quiet) }
@@ -79,8 +83,11 @@ func (g *globals) progressMode(w io.Writer) progress.Mode { return progress.Mode
 type usageError struct{ error }
 
 // NewRootCommand builds the command tree.
-func NewRootCommand(st Streams) *cobra.Command {
-	g := &globals{}
+func NewRootCommand(st Streams) *cobra.Command { return newRootCommand(st, os.Getenv) }
+
+// newRootCommand builds the command tree on an environment of getenv.
+func newRootCommand(st Streams, getenv func(string) string) *cobra.Command {
+	g := &globals{getenv: getenv}
 	root := &cobra.Command{
 		Use:           "bcvk",
 		Short:         "bcvk boots bootc container images as virtual machines",
@@ -97,7 +104,7 @@ func NewRootCommand(st Streams) *cobra.Command {
 			if g.quiet && lvl > logrus.ErrorLevel {
 				logrus.SetLevel(logrus.ErrorLevel)
 			}
-			return nil
+			return g.applyConfig(cmd)
 		},
 	}
 	root.SetVersionTemplate(versionTemplate)
@@ -110,15 +117,21 @@ func NewRootCommand(st Streams) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logLevel, "log-level", "warning", "log level: debug, info, warning or error")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "show no progress, only errors")
+	// The environment is the default here, so that it also reaches what
+	// runs without PersistentPreRunE (--version); the configuration file
+	// comes in PersistentPreRunE (applyConfig), below both.
 	defRunner := version.RunnerImage()
-	if v := os.Getenv("BCVK_RUNNER_IMAGE"); v != "" {
+	if v := getenv("BCVK_RUNNER_IMAGE"); v != "" {
 		defRunner = v
 	}
-	pf.StringVar(&g.runnerImage, "runner-image", defRunner, "the runner image with QEMU and virtiofsd (env BCVK_RUNNER_IMAGE)")
+	pf.StringVar(&g.runnerImage, "runner-image", defRunner, "the runner image with QEMU and virtiofsd (env BCVK_RUNNER_IMAGE; runner-image in the configuration file)")
+	pf.StringVar(&g.profile, "profile", "", "apply the settings of profile `NAME` in the configuration file (env "+config.ProfileEnv+"; bcvk config show lists them)")
 
-	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st), newToDiskCommand(g, st), newLibvirtCommand(g, st), newSystemCommand(g, st))
+	root.AddCommand(newEphemeralCommand(g, st), newImagesCommand(g, st),
+		withConfig(newToDiskCommand(g, st), "runner-image"), newLibvirtCommand(g, st),
+		withConfig(newSystemCommand(g, st), "runner-image"), newConfigCommand(g, st))
 	// The project plan's names stay valid.
-	runAlias := newRunCommand(g, st)
+	runAlias := withConfig(newRunCommand(g, st), vmConfigKeys()...)
 	runAlias.Use = strings.Replace(runAlias.Use, "run", "run-ephemeral", 1)
 	runAlias.Short = "Alias of `bcvk ephemeral run`"
 	sshAlias := newSSHCommand(g, st)
