@@ -87,10 +87,20 @@ func toDiskRaw(t *testing.T) {
 		}
 	}
 
-	// A new size regenerates.
-	r = runBcvk(t, sharedState, nil, toDiskTimeout, "to-disk", "--karg", "bcvk.test=raw1", "--disk-size", "5G", sampleImage(), raw)
-	if r.code != 0 || !strings.Contains(r.stderr, "Regenerating "+raw+" (changed: disk size)") {
-		t.Fatalf("to-disk with a new size: exit %d\n%s", r.code, r.stderr)
+	// A new size regenerates; asked over varlink (io.bootc.vk.todisk), so
+	// that this one install also checks the API's ToDisk for real.
+	v, stop := startVarlink(t)
+	rep, verr := v.call(toDiskTimeout, "io.bootc.vk.todisk.ToDisk", map[string]any{"source_image": sampleImage(),
+		"target_disk": raw, "disk_size": "5G", "kargs": []string{"bcvk.test=raw1"}})
+	if stderr := stop(); verr != "" || rep["path"] != raw || rep["cached"] != false || !strings.Contains(stderr, "Regenerating "+raw+" (changed: disk size)") {
+		t.Fatalf("varlink ToDisk with a new size: error %q, reply %v\n%s", verr, rep, stderr)
+	}
+	// Asked again: the disk is reused, and the reply says so.
+	v, stop = startVarlink(t)
+	rep = v.ok(time.Minute, "io.bootc.vk.todisk.ToDisk", map[string]any{"source_image": sampleImage(),
+		"target_disk": raw, "disk_size": "5G", "kargs": []string{"bcvk.test=raw1"}})
+	if stderr := stop(); rep["path"] != raw || rep["cached"] != true {
+		t.Errorf("varlink ToDisk of the same inputs: reply %v\n%s", rep, stderr)
 	}
 	if info := qemuImgInfo(t, raw); info.VirtualSize != 5<<30 {
 		t.Errorf("regenerated disk is %d bytes, want 5 GiB", info.VirtualSize)

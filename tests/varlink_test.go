@@ -97,16 +97,11 @@ func waitForSocket(t *testing.T, sock string, done <-chan error) {
 	}, func() string { return "the varlink socket " + sock })
 }
 
-// One VM boot: List, Run, GetSshConnectionInfo used by plain ssh, Ps, and
-// the errors of bad calls and of a missing image, all on one server, which
-// removes its socket on SIGTERM. ToDisk is left to the unit tests: an
-// install under TCG takes minutes.
-func TestVarlink(t *testing.T) {
-	needPodman(t)
-	name := "bcvk-test-varlink"
-	missing := "bcvk-test-varlink-missing"
-	cleanupContainer(t, name)
-	cleanupContainer(t, missing)
+// startVarlink starts `bcvk varlink serve` on a socket of its own and
+// returns a client of it, and stop: it ends the server with SIGTERM, checks
+// that it exits 143 having removed its socket, and returns its stderr.
+func startVarlink(t *testing.T) (*varlinkClient, func() string) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "bcvk.sock")
 	cmd, _, errb := bcvkCmd(t, sharedState, nil, "--runner-image", runnerImage(t), "varlink", "serve", "--address", "unix:"+sock)
 	if err := cmd.Start(); err != nil {
@@ -122,7 +117,37 @@ func TestVarlink(t *testing.T) {
 		}
 	})
 	waitForSocket(t, sock, done)
-	v := dialVarlink(t, sock)
+	stop := func() string {
+		t.Helper()
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("the server did not end within a minute of SIGTERM")
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGTERM) {
+			t.Errorf("server exit status %d after SIGTERM; stderr:\n%s", code, errb)
+		}
+		if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+			t.Errorf("socket left after SIGTERM: %v", err)
+		}
+		return errb.String()
+	}
+	return dialVarlink(t, sock), stop
+}
+
+// One VM boot: List, Run, GetSshConnectionInfo used by plain ssh, Ps, and
+// the errors of bad calls and of a missing image, all on one server, which
+// removes its socket on SIGTERM. ToDisk is checked on a real install in
+// TestToDisk (its regeneration).
+func TestVarlink(t *testing.T) {
+	needPodman(t)
+	name := "bcvk-test-varlink"
+	missing := "bcvk-test-varlink-missing"
+	cleanupContainer(t, name)
+	cleanupContainer(t, missing)
+	v, stop := startVarlink(t)
 
 	info := v.ok(10*time.Second, "org.varlink.service.GetInfo", map[string]any{})
 	if got := strs(info["interfaces"]); !slices.Equal(got, []string{"io.bootc.vk.ephemeral", "io.bootc.vk.images", "io.bootc.vk.todisk", "org.varlink.service"}) {
@@ -194,21 +219,9 @@ func TestVarlink(t *testing.T) {
 		t.Errorf("Ps after rm: %v still has %s", ids, id)
 	}
 
-	stopped = true
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		t.Fatal("the server did not end within a minute of SIGTERM")
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 128+int(syscall.SIGTERM) {
-		t.Errorf("server exit status %d after SIGTERM; stderr:\n%s", code, errb)
-	}
-	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
-		t.Errorf("socket left after SIGTERM: %v", err)
-	}
-	if strings.Contains(errb.String(), "Error:") {
-		t.Errorf("the server printed an error:\n%s", errb)
+	stderr := stop()
+	if strings.Contains(stderr, "Error:") {
+		t.Errorf("the server printed an error:\n%s", stderr)
 	}
 	assertNothingLeft(t, name, sharedState)
 }
