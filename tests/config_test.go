@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,14 +117,7 @@ echo "bind=$(cat /mnt/cfgbind/hello)"`
 	if r.code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", r.code, r.stderr)
 	}
-	field := func(key string) string {
-		m := regexp.MustCompile(`(?m)^` + key + `=(.*)$`).FindStringSubmatch(r.stdout)
-		if m == nil {
-			t.Errorf("guest did not report %s; stdout:\n%s", key, r.stdout)
-			return ""
-		}
-		return strings.TrimSpace(m[1])
-	}
+	field := func(key string) string { return guestField(t, r.stdout, key) }
 	if n := field("nproc"); n != "2" {
 		t.Errorf("guest has %s CPUs, want the profile's 2", n)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,14 +65,7 @@ exit 42`
 	if !bytes.Equal([]byte(r.stdout), payload) {
 		t.Errorf("stdout is not the %d bytes sent through stdin (got %d bytes)", len(payload), len(r.stdout))
 	}
-	field := func(key string) string {
-		m := regexp.MustCompile(`(?m)^` + key + `=(.*)$`).FindStringSubmatch(r.stderr)
-		if m == nil {
-			t.Errorf("guest did not report %s; stderr:\n%s", key, r.stderr)
-			return ""
-		}
-		return strings.TrimSpace(m[1])
-	}
+	field := func(key string) string { return guestField(t, r.stderr, key) }
 	if c := field("cmdline"); !strings.Contains(" "+c+" ", " bcvk.test=hello ") || !strings.Contains(c, "systemd.log_color=0") {
 		t.Errorf("/proc/cmdline %q lacks the --karg values", c)
 	}

@@ -3,7 +3,6 @@ package tests
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,16 +24,6 @@ done
 echo "virtiofs-mounts=$(grep -c ' virtiofs ' /proc/mounts)" >&2
 echo "state=$(systemctl is-system-running || true)" >&2
 echo written > /usr/bcvk-write-test && echo "root-writable=$(cat /usr/bcvk-write-test)" >&2`
-
-func guestField(t *testing.T, stderr, key string) string {
-	t.Helper()
-	m := regexp.MustCompile(`(?m)^` + key + `=(.*)$`).FindStringSubmatch(stderr)
-	if m == nil {
-		t.Errorf("the guest did not report %s", key)
-		return ""
-	}
-	return strings.TrimSpace(m[1])
-}
 
 // erofsFiles lists the cache's complete images and anything else in it
 // that is not a lock.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -240,4 +241,16 @@ func waitUntil(t *testing.T, done <-chan error, timeout time.Duration, cond func
 			t.Fatalf("timed out after %s waiting for %s", timeout, describe())
 		}
 	}
+}
+
+// guestField returns the value of the line KEY=VALUE that a guest script
+// printed in out, and fails the test when there is none.
+func guestField(t *testing.T, out, key string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + `=(.*)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Errorf("guest did not report %s; output:\n%s", key, out)
+		return ""
+	}
+	return strings.TrimSpace(m[1])
 }
