@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -809,12 +810,7 @@ func todiskPull(policy string) vm.PullOptions { return vm.PullOptions{Policy: po
 func vmsRandom() string { return strings.TrimPrefix(vm.RandomName(), "bcvk-")[:6] }
 
 func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
+	return slices.Sorted(maps.Keys(m))
 }
 
 // KeptError is an error after a persistent VM was made: the VM stays, and

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,12 +65,7 @@ type File struct {
 
 // ProfileNames lists the profiles, sorted.
 func (f *File) ProfileNames() []string {
-	names := make([]string, 0, len(f.Profiles))
-	for n := range f.Profiles {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(f.Profiles))
 }
 
 // Error is a problem in the file, at a line (0 when it has none) and a key.
