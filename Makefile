@@ -91,7 +91,7 @@ integration: images large-image cloudinit-image libvirt-host
 	@mkdir -p _output
 	set -o pipefail; BCVK=$(CURDIR)/bin/bcvk BCVK_SAMPLE_IMAGE=$(SAMPLE_IMAGE) BCVK_SAMPLE_BOOTC_IMAGE=$(SAMPLE_BOOTC_IMAGE) BCVK_NOKERNEL_IMAGE=$(NOKERNEL_IMAGE) \
 		BCVK_LARGE_IMAGE=$(LARGE_IMAGE) BCVK_CLOUDINIT_IMAGE=$(CLOUDINIT_IMAGE) \
-		$(GO) test -count=1 -v -timeout 60m ./tests/... 2>&1 | tee _output/integration.log; \
+		$(GO) test -count=1 -v -timeout 75m ./tests/... 2>&1 | tee _output/integration.log; \
 		status=$$?; hack/slowest.sh _output/integration.log; exit $$status
 
 # Every parser's fuzz test, briefly (FUZZTIME each).

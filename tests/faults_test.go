@@ -282,7 +282,7 @@ func TestFiveAtOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := tryBcvk(t, sharedState, nil, 25*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "20m",
+			r, err := tryBcvk(t, sharedState, nil, 12*time.Minute, "ephemeral", "run-ssh", "--memory", "1G", "--timeout", "10m",
 				sampleImage(), "--", "sh", "-c", "echo $(cat /etc/machine-id) ${SSH_CONNECTION%% *} ok")
 			if err != nil {
 				t.Errorf("VM %d: %v", i, err)

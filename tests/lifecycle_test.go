@@ -117,6 +117,15 @@ func TestDetachedLifecycle(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stdout, "Linux version") || !strings.Contains(r.stdout, "Welcome to") {
 			t.Errorf("logs: exit %d, %d bytes", r.code, len(r.stdout))
 		}
+		// Started without --journal: the guest's journald was not told to
+		// forward, and logs --journal says why it has nothing.
+		r = runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "logs", "--journal", name)
+		if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "started without --journal FILE") {
+			t.Errorf("logs --journal without --journal: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+		}
+		if r := ssh("--", "ls", "/run/credentials/@system/"); r.code != 0 || strings.Contains(r.stdout, "journal.forward_to_socket") || !strings.Contains(r.stdout, "vmm.notify_socket") {
+			t.Errorf("the guest's system credentials: exit %d, %q", r.code, r.stdout)
+		}
 	})
 	t.Run("ssh-config", func(t *testing.T) {
 		if _, err := exec.LookPath("ssh"); err != nil {

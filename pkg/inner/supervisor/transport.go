@@ -142,12 +142,14 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 		}
 		s.serveInitReports(ctx, vsock.FromCID(rl, cid))
 		p.reportPort = rp
-		if jl, jport, err = vsock.ListenRandomPort(vsock.KernelListen, nil, cidAttempts); err != nil {
-			f.Close()
-			l.Close()
-			return fmt.Errorf("listening for the guest's journal on vsock: %w", err)
+		if s.sp.Journal != "" {
+			if jl, jport, err = vsock.ListenRandomPort(vsock.KernelListen, nil, cidAttempts); err != nil {
+				f.Close()
+				l.Close()
+				return fmt.Errorf("listening for the guest's journal on vsock: %w", err)
+			}
+			jl = vsock.FromCID(jl, cid)
 		}
-		jl = vsock.FromCID(jl, cid)
 		// QEMU inherits it as its first extra descriptor (fd 3).
 		p.vhost = f
 		cfg.Vsock = &qemu.Vsock{CID: cid, VhostFD: 3}
@@ -171,32 +173,44 @@ func (s *supervisor) planVsock(ctx context.Context, cfg *qemu.Config, p *transpo
 		}
 		s.serveInitReports(ctx, rl)
 		p.reportPort = spec.GuestInitPort
-		if jl, err = vsock.UnixListen(uds, spec.JournalPort); err != nil {
-			l.Close()
-			return fmt.Errorf("listening for the guest's journal: %w", err)
+		if s.sp.Journal != "" {
+			if jl, err = vsock.UnixListen(uds, spec.JournalPort); err != nil {
+				l.Close()
+				return fmt.Errorf("listening for the guest's journal: %w", err)
+			}
+			jport = spec.JournalPort
 		}
-		jport = spec.JournalPort
 		p.helper = &machine.Helper{Name: "vhost-device-vsock", Socket: sock,
 			Argv: append([]string{bin}, vsock.BackendArgs(vsock.BackendConfig{GuestCID: vsock.GuestCID, Socket: sock, UDSPath: uds})...)}
 		cfg.Vsock = &qemu.Vsock{BackendSocket: sock}
 		p.target.VsockSocket = uds
 		s.dialer = vsock.UnixDialer{Path: uds}
 	}
+	closeAll := func() {
+		l.Close()
+		if jl != nil {
+			jl.Close()
+		}
+	}
 	v, err := credential.SMBIOS(vsock.NotifyCredential, []byte(vsock.NotifySocket(port)))
 	if err != nil {
-		l.Close()
-		jl.Close()
+		closeAll()
 		return err
 	}
-	jv, err := credential.SMBIOS(journalCredential, []byte(journalSocket(jport)))
-	if err != nil {
-		l.Close()
-		jl.Close()
-		return err
+	cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v)
+	if jl != nil {
+		// Only when asked (--journal): journald forwards synchronously, so
+		// a forward that stalls on the vsock path stalls the guest's
+		// logging, and with it the boot.
+		jv, err := credential.SMBIOS(journalCredential, []byte(journalSocket(jport)))
+		if err != nil {
+			closeAll()
+			return err
+		}
+		cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, jv)
+		s.serveJournal(ctx, jl)
 	}
-	cfg.SMBIOSCredentials = append(cfg.SMBIOSCredentials, v, jv)
 	s.serveNotify(ctx, l)
-	s.serveJournal(ctx, jl)
 	return nil
 }
 

@@ -156,7 +156,7 @@ func (f *vmFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.swap, "add-swap", "", "give the guest a swap disk of this size (e.g. 1G), made for the VM and removed with it; needs systemd 254 or later in the guest")
 	fs.StringVar(&f.itype, "itype", "", "instance type: vCPUs and memory by name, as KubeVirt's u1 series (u1.small, u1.medium, u1.large, ...); --memory and --vcpus win; --itype help lists them")
 	f.flags = fs
-	fs.StringVar(&f.journal, "journal", "", "write the guest's journal to `FILE` as plain lines while the VM runs (created or emptied first; needs systemd 256 or later in the guest and SSH over vsock); 'bcvk ephemeral logs --journal NAME' shows it too")
+	fs.StringVar(&f.journal, "journal", "", "have the guest's journald forward its journal, written to `FILE` as plain lines while the VM runs (created or emptied first; needs systemd 256 or later in the guest and SSH over vsock); 'bcvk ephemeral logs --journal NAME' shows it too. Off by default: journald waits for the host while it forwards")
 	fs.StringVar(&f.cloudInit, "cloud-init", "", "attach the NoCloud seed in `DIR` for images with cloud-init: user-data (required), meta-data (default: instance-id: bcvk-NAME) and network-config (optional), at most 1 MiB together, read when bcvk starts; the guest sees a read-only disk labelled CIDATA")
 	fs.BoolVar(&f.fast, "fast", false, "boot faster with less fidelity; adds these kernel arguments:"+fastHelp())
 }

@@ -40,6 +40,9 @@ func noJournalHint(stateDir string) string {
 	if fi, err := os.Stat(filepath.Join(stateDir, spec.JournalFile)); err == nil && fi.Size() > 0 {
 		return ""
 	}
+	if sp, err := spec.Read(filepath.Join(stateDir, spec.SpecFile)); err == nil && sp.Journal == "" {
+		return "bcvk: no journal: this VM was started without --journal FILE; the guest's journald forwards its journal only when asked, because it waits for the host while it does"
+	}
 	if b, err := os.ReadFile(filepath.Join(stateDir, spec.SSHTransportFile)); err == nil && strings.TrimSpace(string(b)) == spec.TransportTCP {
 		return "bcvk: no journal: it comes over vsock, and this VM has none (its SSH goes over TCP; see `bcvk ephemeral ps`)"
 	}

@@ -33,6 +33,18 @@ func TestJournalPath(t *testing.T) {
 
 func TestNoJournalHint(t *testing.T) {
 	dir := t.TempDir()
+	sp := spec.New()
+	sp.Name = "vm1"
+	if err := sp.Write(filepath.Join(dir, spec.SpecFile)); err != nil {
+		t.Fatal(err)
+	}
+	if h := noJournalHint(dir); !strings.Contains(h, "without --journal FILE") {
+		t.Errorf("not asked for: %q", h)
+	}
+	sp.Journal = "/tmp/j.log"
+	if err := sp.Write(filepath.Join(dir, spec.SpecFile)); err != nil {
+		t.Fatal(err)
+	}
 	if h := noJournalHint(dir); !strings.Contains(h, "version 256") {
 		t.Errorf("nothing yet: %q", h)
 	}

@@ -427,7 +427,7 @@ func newLogsCommand(g *globals, st Streams) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the VM ends")
-	c.Flags().BoolVar(&journal, "journal", false, "show the guest's journal (plain lines, forwarded by its journald over vsock; systemd 256 and later) instead of the console")
+	c.Flags().BoolVar(&journal, "journal", false, "show the guest's journal (plain lines, forwarded by its journald over vsock; systemd 256 and later) instead of the console; for VMs started with --journal FILE")
 	return c
 }
 

@@ -62,8 +62,10 @@ func warmKey(ctx context.Context, pc Podman, img *podman.Image, runner, version 
 		HotplugPorts int
 		// and the guest's network address (in the saved kernel).
 		GuestNet string
+		// Whether its journald forwards (a credential read at boot).
+		Journal bool
 	}{version, r.ID, img.ID, sp.Accel, sp.MemoryMiB, sp.VCPUs, sp.KernelArgs, sp.SSHUser, warmRootKey(sp.RootTransport),
-		sp.SSHTransport, sp.Network, spec.WarmSharePorts, spec.GuestNet})
+		sp.SSHTransport, sp.Network, spec.WarmSharePorts, spec.GuestNet, sp.Journal != ""})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16]), nil
 }
