@@ -2,10 +2,12 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -100,8 +102,8 @@ func strayProcesses(name string) string {
 	return strings.Join(lines, "\n")
 }
 
-// SIGKILL cannot be caught: the container stays, and the next bcvk command
-// removes it because its owner is gone.
+// SIGKILL cannot be caught: the container stays; ps shows it as orphaned
+// and leaves it, and rm removes it because its owner is gone.
 func TestSIGKILLLeavesOnlyWhatTheNextBcvkRemoves(t *testing.T) {
 	needPodman(t)
 	for _, when := range []string{"boot", "command"} {
@@ -127,15 +129,36 @@ func TestSIGKILLLeavesOnlyWhatTheNextBcvkRemoves(t *testing.T) {
 			if len(containersNamed(t, name)) == 0 {
 				t.Fatal("the container is gone already: this test needs the leak SIGKILL leaves")
 			}
-			r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "ps")
-			if r.code != 0 || !strings.Contains(r.stderr, "removed VM "+name) || strings.Contains(r.stdout, name) {
-				t.Errorf("the next bcvk did not remove the orphan: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+			// Listing changes nothing: ps shows the orphan and says how to
+			// remove it.
+			r := runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "ps", "--json")
+			var vms []psRow
+			if err := json.Unmarshal([]byte(r.stdout), &vms); err != nil {
+				t.Fatalf("ps --json: %v: %q", err, r.stdout)
+			}
+			listed := slices.Contains(vms, psRow{Name: name, Orphaned: true})
+			if r.code != 0 || !listed || !strings.Contains(r.stderr, "ephemeral rm "+name+"` removes it") {
+				t.Errorf("ps does not show the orphan: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+			}
+			if len(containersNamed(t, name)) == 0 {
+				t.Fatal("ps removed the orphan's container: listing must change nothing")
+			}
+			// rm removes it, running or not, and says whose it was.
+			r = runBcvk(t, sharedState, nil, time.Minute, "ephemeral", "rm", name)
+			if r.code != 0 || r.stdout != name+"\n" || !strings.Contains(r.stderr, "removed VM "+name+": the bcvk that started it") {
+				t.Errorf("rm of the orphan: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
 			}
 			assertNothingLeft(t, name, sharedState)
 			waitUntil(t, nil, 30*time.Second, func() bool { return strayProcesses(name) == "" },
 				func() string { return "stray processes to end: " + strayProcesses(name) })
 		})
 	}
+}
+
+// psRow is what the orphan test reads of `ps --json`.
+type psRow struct {
+	Name     string `json:"name"`
+	Orphaned bool   `json:"orphaned"`
 }
 
 // SIGTERM while the command runs: status 143, the guest and container gone.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -134,14 +135,13 @@ and returns. The VM's root is writable but nothing is written to the image.`,
 	return c
 }
 
-// findVM prunes what killed bcvks left, and says so, then finds the named
-// VM.
+// findVM finds the named VM; it removes nothing (a VM left by a killed
+// bcvk can still be looked at, and is removed by rm).
 func findVM(ctx context.Context, name string) (*vm.Runtime, *vm.VM, error) {
 	rt, err := newRuntime()
 	if err != nil {
 		return nil, nil, err
 	}
-	vm.Report(rt.Prune(ctx))
 	v, err := rt.Find(ctx, name)
 	return rt, v, err
 }
@@ -237,10 +237,16 @@ func newPsCommand(g *globals, st Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			vm.Report(rt.Prune(ctx))
+			// Listing changes nothing: VMs of a killed bcvk are shown, and
+			// removed by the next run, rm or rm-all.
 			vms, err := rt.List(ctx)
 			if err != nil {
 				return err
+			}
+			for _, v := range vms {
+				if v.Orphaned {
+					fmt.Fprintf(st.Err, "bcvk: VM %s was left by a bcvk that was killed (pid %s): `bcvk ephemeral rm %s` removes it, as does the next `bcvk ephemeral run`\n", v.Name, v.OwnerPID(), v.Name)
+				}
 			}
 			if asJSON {
 				return writeJSON(st.Out, vms)
@@ -255,9 +261,12 @@ func newPsCommand(g *globals, st Streams) *cobra.Command {
 					ssh = "booting"
 				}
 				state := vm.State
-				if vm.OwnerUnknown {
+				switch {
+				case vm.OwnerUnknown:
 					// Its owner label cannot be judged, so bcvk leaves it.
 					state += " (unknown owner)"
+				case vm.Orphaned:
+					state += " (orphaned)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", vm.Name, vm.Image, state, ssh, ago(vm.Created), portsColumn(vm.Ports))
 			}
@@ -311,8 +320,15 @@ func newRmCommand(g *globals, st Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			vm.Report(rt.Prune(ctx))
-			if err := rt.Remove(ctx, args, force); err != nil {
+			pruned, err := rt.Prune(ctx)
+			vm.Report(pruned, err)
+			// A named VM that Prune removed is removed.
+			gone := map[string]bool{}
+			for _, p := range pruned.VMs {
+				gone[p.Name] = true
+			}
+			rest := slices.DeleteFunc(slices.Clone(args), func(n string) bool { return gone[n] })
+			if err := rt.Remove(ctx, rest, force); err != nil {
 				return err
 			}
 			for _, n := range args {

@@ -154,8 +154,7 @@ func (b *varlinkBackend) Ps(ctx context.Context) (varlink.PsReply, error) {
 	if err != nil {
 		return varlink.PsReply{}, err
 	}
-	vm.Report(rt.Prune(ctx))
-	vms, err := rt.List(ctx)
+	vms, err := rt.List(ctx) // listing changes nothing (see ps)
 	if err != nil {
 		return varlink.PsReply{}, err
 	}

@@ -30,6 +30,9 @@ type VM struct {
 	// OwnerUnknown says the container names an owning bcvk that this one
 	// cannot judge (see judge): it is left alone, not pruned.
 	OwnerUnknown bool `json:"ownerUnknown"`
+	// Orphaned says the bcvk that started it was killed (see judge): the
+	// next run, rm or rm-all removes it; listing leaves it.
+	Orphaned bool `json:"orphaned"`
 	// SSHTransport is vsock or tcp, once the VM's bcvk-inner chose.
 	SSHTransport string `json:"sshTransport,omitempty"`
 	// Ports are the guest ports published on the host (-p).
@@ -37,6 +40,11 @@ type VM struct {
 	// made says bcvk set its labels (see madeByBcvk); RemoveAll removes
 	// only these.
 	made bool
+}
+
+// OwnerPID is the process ID of the bcvk that started it, from its label.
+func (v VM) OwnerPID() string {
+	return strings.SplitN(v.Labels[spec.LabelOwner], "@", 2)[0]
 }
 
 // SSHUser is the guest user SSH logs in as: the label bcvk set, checked
@@ -72,7 +80,7 @@ func (r *Runtime) List(ctx context.Context) ([]VM, error) {
 		vm := VM{
 			Name: name, ID: c.ID, Image: c.Labels[spec.LabelImage], State: c.State,
 			Created: time.Unix(c.Created, 0).UTC(), StateDir: c.Labels[spec.LabelStateDir], Labels: c.Labels,
-			OwnerUnknown: verdicts[i] == ownerUnknown, made: madeByBcvk(c),
+			OwnerUnknown: verdicts[i] == ownerUnknown, Orphaned: verdicts[i] == prune, made: madeByBcvk(c),
 		}
 		vm.Ports = spec.ParsePublishLabel(c.Labels[spec.LabelPublish])
 		if vm.Ports == nil {

@@ -167,12 +167,15 @@ func TestListChangesNothing(t *testing.T) {
 	if calls := pc.changes(); len(calls) > 0 {
 		t.Fatalf("List changed something: %q", calls)
 	}
-	got := map[string]bool{}
+	got := map[string][2]bool{}
 	for _, vm := range vms {
-		got[vm.Name] = vm.OwnerUnknown
+		got[vm.Name] = [2]bool{vm.OwnerUnknown, vm.Orphaned}
 	}
-	if want := map[string]bool{"orphan": false, "foreign": true, "old": true, "detached": false}; !maps.Equal(got, want) {
-		t.Fatalf("listed (name: owner unknown) %v, want %v", got, want)
+	if want := map[string][2]bool{"orphan": {false, true}, "foreign": {true, false}, "old": {true, false}, "detached": {false, false}}; !maps.Equal(got, want) {
+		t.Fatalf("listed (name: [owner unknown, orphaned]) %v, want %v", got, want)
+	}
+	if i := slices.IndexFunc(vms, func(vm VM) bool { return vm.Name == "orphan" }); vms[i].OwnerPID() != fmt.Sprint(deadPID) {
+		t.Errorf("the orphan's owner PID: %q, want %d", vms[i].OwnerPID(), deadPID)
 	}
 	for _, vm := range vms {
 		if _, err := os.Stat(vm.StateDir); err != nil {
