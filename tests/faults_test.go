@@ -362,6 +362,34 @@ func TestQEMUCrashEarlyRestarts(t *testing.T) {
 	assertNothingLeft(t, name, sharedState)
 }
 
+// The userspace vsock device has, rarely and with several VMs starting at
+// once, stopped answering for the rest of a boot: the guest came up, but
+// neither its systemd's report nor SSH ever arrived. bcvk-inner takes a
+// device that answers no dial for a minute after the guest init loaded the
+// vsock driver for dead, and boots the VM again. Provoked here by stopping
+// vhost-device-vsock (SIGSTOP) once the image's init has taken over.
+func TestVsockDeviceSilentRestarts(t *testing.T) {
+	needPodman(t)
+	if _, err := os.Stat("/dev/vhost-vsock"); err == nil {
+		t.Skip("this host has the kernel's vhost-vsock: there is no userspace device to stop")
+	}
+	name := "bcvk-test-vsock-silent"
+	cleanupContainer(t, name)
+	s := startBcvk(t, "ephemeral", "run-ssh", "--ssh-transport", "vsock", "--memory", "1G", "--name", name, sampleImage(), "--", "sh", "-c", "exit 7")
+	stop := func() bool {
+		return strings.Contains(s.errb.String(), "Starting systemd and sshd") && signalInContainer(name, "vhost-device", "STOP") == nil
+	}
+	waitUntil(t, s.done, bootTimeout, stop, func() string { return "the image's init to take over:\n" + tail(s.errb.String(), 15) })
+	code := s.end(t, bootTimeout+2*time.Minute)
+	stderr := s.errb.String()
+	if code != 7 || !strings.Contains(stderr, "the guest's vsock device answered nothing for 1m0s after the guest init had loaded its driver: starting the VM again") {
+		t.Errorf("exit %d, want the command's 7 after one restart; stderr:\n%s", code, tail(stderr, 30))
+	}
+	assertNothingLeft(t, name, sharedState)
+	waitUntil(t, nil, 30*time.Second, func() bool { return strayProcesses(name) == "" },
+		func() string { return "stray processes to end: " + strayProcesses(name) })
+}
+
 // The target file system fills up during the install (here: another file
 // takes the space once the copy has begun). QEMU reports the failed writes
 // to the guest as I/O errors (werror=report), the install fails, and bcvk

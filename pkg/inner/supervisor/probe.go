@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/bcvk/bcvk/pkg/events"
 	"github.com/bcvk/bcvk/pkg/inner/machine"
@@ -26,7 +27,17 @@ func (s *supervisor) startProbe(ctx context.Context, m *machine.Machine) context
 	go func() {
 		var err error
 		if s.tp.transport == spec.TransportVsock {
-			dial := func(ctx context.Context) (net.Conn, error) { return s.dialer.Dial(ctx, spec.GuestVsockSSHPort) }
+			watch := vsockWatch{limit: s.o.Timing.VsockSilence}
+			dial := func(ctx context.Context) (net.Conn, error) {
+				armed, start := s.handoverReported.Load(), time.Now()
+				c, err := s.dialer.Dial(ctx, spec.GuestVsockSSHPort)
+				if watch.observe(armed, !unanswered(err), start, time.Now()) {
+					// The main loop boots the VM again once QEMU is gone.
+					s.vsockDead.Store(true)
+					m.Kill()
+				}
+				return c, err
+			}
 			err = sshprobe.WaitDial(ctx, dial, sshprobe.DefaultInterval, sshprobe.DefaultBannerWait, nil)
 		} else {
 			err = sshprobe.New(fmt.Sprintf("127.0.0.1:%d", spec.GuestNetProbePort), fmt.Sprintf("127.0.0.1:%d", spec.GuestSSHPort)).Wait(ctx)

@@ -117,6 +117,9 @@ type supervisor struct {
 	sshReady atomic.Bool
 	// handoverReported says the systemd step was emitted for this boot.
 	handoverReported atomic.Bool
+	// vsockDead says the SSH probe found this boot's vsock device dead
+	// and stopped QEMU (see vsockWatch).
+	vsockDead atomic.Bool
 
 	// warmBinds are the shares of a warm VM, hot-plugged once it runs.
 	warmBinds []spec.Bind
@@ -188,6 +191,25 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 			m.StopHelpers()
 			s.endReason = "the shares could not be attached, so the VM was stopped"
 			return ExitSetup, *err
+		}
+		if s.vsockDead.Swap(false) {
+			why := fmt.Sprintf("the guest's vsock device answered nothing for %s after the guest init had loaded its driver", s.o.Timing.VsockSilence)
+			if restarts >= earlyCrashRestarts || s.sp.Warm == spec.WarmRestore {
+				m.StopHelpers()
+				s.endReason = why + ", so the VM was stopped"
+				logrus.Error(s.endReason)
+				return ExitQEMU, nil
+			}
+			restarts++
+			msg := why + ": starting the VM again"
+			logrus.Warn(msg)
+			s.ev.Warn("", msg)
+			m.StopHelpers()
+			if m, err = s.boot(ctx, s.cfg, nil); err != nil {
+				return ExitSetup, err
+			}
+			stopProbe, _ = s.afterBoot(ctx, m)
+			continue
 		}
 		why, crashed := crashedEarly(s.state, m.QEMU(), s.sp.Warm == spec.WarmRestore)
 		if !crashed || restarts >= earlyCrashRestarts {

@@ -14,9 +14,13 @@ type Timing struct {
 	PowerdownRepeat time.Duration
 	// FDWatch is how often virtiofsd's descriptors are counted.
 	FDWatch time.Duration
+	// VsockSilence is how long a vsock device may leave every dial
+	// unanswered before it is taken for dead (see vsockWatch); zero never.
+	VsockSilence time.Duration
 }
 
 // DefaultTiming is what the runner uses.
 func DefaultTiming() Timing {
-	return Timing{KVMSamples: 5, KVMSampleInterval: 250 * time.Millisecond, QMPTimeout: 2 * time.Second, PowerdownRepeat: 3 * time.Second, FDWatch: fdWatchInterval}
+	return Timing{KVMSamples: 5, KVMSampleInterval: 250 * time.Millisecond, QMPTimeout: 2 * time.Second, PowerdownRepeat: 3 * time.Second, FDWatch: fdWatchInterval,
+		VsockSilence: defaultVsockSilence}
 }
