@@ -28,7 +28,7 @@ func TestWriteCommandLines(t *testing.T) {
 		t.Fatalf("lines:\n%s", out.String())
 	}
 	for _, want := range []string{"\t-accel\ttcg,tb-size=256\t", "\t-smp\t3\t", "\t-m\t1024M\t", "\t-initrd\t/run/x/initramfs.img\t",
-		"\tconsole=ttyS0,115200n8 selinux=0 panic=-1 quiet\t", "io.systemd.credential.binary:tmpfiles.extra="} {
+		"\tconsole=ttyS0,115200n8 selinux=0 panic=-1 no_timer_check quiet\t", "io.systemd.credential.binary:tmpfiles.extra="} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("QEMU line lacks %q", want)
 		}
