@@ -78,7 +78,11 @@ func TestDescriptorWatch(t *testing.T) {
 for f in $(find /usr/lib /usr/share -xdev -type f | head -n 2900); do exec {fd}<"$f" 2>/dev/null && i=$((i+1)); done
 echo "held=$i"; sleep 4`
 	r = runBcvk(t, sharedState, nil, 5*time.Minute, "ephemeral", "ssh", name, "--", "bash", "-c", hold)
-	if !strings.Contains(r.stderr, "holds") || !strings.Contains(r.stderr, "file descriptors it can use for files (limit 3000)") {
+	// The first warning comes at 80% of the usable descriptors; when the
+	// count passes that and the limit between two samples (a loaded host),
+	// the warning that the limit was reached is the first.
+	high := strings.Contains(r.stderr, "holds") && strings.Contains(r.stderr, "file descriptors it can use for files (limit 3000)")
+	if !high && !strings.Contains(r.stderr, "has run out of file descriptors") {
 		t.Errorf("no warning while the guest held its files open (exit %d):\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
 	}
 	if !strings.Contains(r.stderr, "has run out of file descriptors") || !strings.Contains(r.stderr, "--root-transport erofs") {
