@@ -40,8 +40,8 @@ const (
 )
 
 const (
-	earlyCrashRestarts = 2 // see crashedEarly
-	rootTag            = "rootfs"
+	maxRestarts = 2 // boots after an early crash or a dead vsock device (see run)
+	rootTag     = "rootfs"
 )
 
 // Options are the paths and programs; tests and direct runs may change them.
@@ -192,44 +192,39 @@ func (s *supervisor) run(ctx context.Context, args []string) (int, error) {
 			s.endReason = "the shares could not be attached, so the VM was stopped"
 			return ExitSetup, *err
 		}
+		// Two ends lose nothing of the guest's and cost a new boot, not
+		// the run: a dead vsock device and an early QEMU crash.
+		var again string
 		if s.vsockDead.Swap(false) {
 			why := fmt.Sprintf("the guest's vsock device answered nothing for %s after the guest init had loaded its driver", s.o.Timing.VsockSilence)
-			if restarts >= earlyCrashRestarts || s.sp.Warm == spec.WarmRestore {
+			if restarts >= maxRestarts || s.sp.Warm == spec.WarmRestore {
 				m.StopHelpers()
 				s.endReason = why + ", so the VM was stopped"
 				logrus.Error(s.endReason)
 				return ExitQEMU, nil
 			}
-			restarts++
-			msg := why + ": starting the VM again"
-			logrus.Warn(msg)
-			s.ev.Warn("", msg)
-			m.StopHelpers()
-			if m, err = s.boot(ctx, s.cfg, nil); err != nil {
-				return ExitSetup, err
+			again = why + ": starting the VM again"
+		} else {
+			why, crashed := crashedEarly(s.state, m.QEMU(), s.sp.Warm == spec.WarmRestore)
+			if !crashed || restarts >= maxRestarts {
+				m.StopHelpers()
+				code, reason := endOf(s.state, m.QEMU())
+				s.endReason = reason
+				if code != ExitPoweredOff {
+					logrus.Error(reason)
+				}
+				return code, nil
 			}
-			stopProbe, _ = s.afterBoot(ctx, m)
-			continue
-		}
-		why, crashed := crashedEarly(s.state, m.QEMU(), s.sp.Warm == spec.WarmRestore)
-		if !crashed || restarts >= earlyCrashRestarts {
-			m.StopHelpers()
-			code, reason := endOf(s.state, m.QEMU())
-			s.endReason = reason
-			if code != ExitPoweredOff {
-				logrus.Error(reason)
-			}
-			return code, nil
+			again = fmt.Sprintf("QEMU crashed early in the boot, before the guest ran anything (%s): starting the VM again", why)
 		}
 		restarts++
-		msg := fmt.Sprintf("QEMU crashed early in the boot, before the guest ran anything (%s): starting the VM again", why)
-		logrus.Warn(msg)
-		s.ev.Warn("", msg)
+		logrus.Warn(again)
+		s.ev.Warn("", again)
 		m.StopHelpers()
 		if m, err = s.boot(ctx, s.cfg, nil); err != nil {
 			return ExitSetup, err
 		}
-		stopProbe, _ = s.afterBoot(ctx, m) // never a restore: see crashedEarly
+		stopProbe, _ = s.afterBoot(ctx, m) // never a restore: neither end restarts one
 	}
 }
 
