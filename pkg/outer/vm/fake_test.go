@@ -22,7 +22,9 @@ type fakePodman struct {
 	waitCode int
 	// attach runs in place of `podman exec`, with the call.
 	attach func(a podman.Attached) error
-	calls  []string
+	// runErrs fail the next `podman run`s, one each, before any succeeds.
+	runErrs []error
+	calls   []string
 }
 
 var _ Podman = (*fakePodman)(nil)
@@ -68,6 +70,14 @@ func (f *fakePodman) InspectImage(_ context.Context, ref string) (*podman.Image,
 // Run records `podman run` and adds the container it describes.
 func (f *fakePodman) Run(_ context.Context, args []string) (string, error) {
 	f.log("run %s", args[len(args)-1])
+	f.mu.Lock()
+	if len(f.runErrs) > 0 {
+		err := f.runErrs[0]
+		f.runErrs = f.runErrs[1:]
+		f.mu.Unlock()
+		return "", err
+	}
+	f.mu.Unlock()
 	c := podman.Container{State: "running", Labels: map[string]string{}}
 	for i := 0; i+1 < len(args); i++ {
 		switch args[i] {

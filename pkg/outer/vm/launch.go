@@ -230,6 +230,11 @@ func (r *Runtime) Launch(ctx context.Context, c Config, status *progress.Status,
 	// leaves more behind than letting it finish and removing the result.
 	rctx, cancel := context.WithTimeout(context.Background(), podmanStartTimeout)
 	_, err = pc.Run(rctx, args)
+	if err != nil && imageMountRaced(err) && ctx.Err() == nil {
+		logrus.Warnf("podman could not mount the image into the VM's container (%s): trying once more", imageMountRaceWhat)
+		_ = pc.Remove(rctx, sp.Name)
+		_, err = pc.Run(rctx, args)
+	}
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("starting the VM container: %w", err)
@@ -482,4 +487,17 @@ func createJournal(path string) error {
 		return fmt.Errorf("--journal: %w", err)
 	}
 	return f.Close()
+}
+
+// imageMountRaceWhat is podman 4.3's failure to mount an image that another
+// container mounts or unmounts at that moment: runc finds the image's
+// overlay directory gone ("error mounting .../merge to rootfs at
+// "/bcvk/image" ... no such file or directory"). Seen once with two VMs of
+// one image starting together; the container never started, so a second
+// `podman run` loses nothing.
+const imageMountRaceWhat = "another container of the same image was mounting it at the same moment"
+
+func imageMountRaced(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, `to rootfs at "`+spec.ImageRoot+`"`) && strings.Contains(msg, "no such file or directory")
 }

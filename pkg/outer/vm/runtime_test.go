@@ -92,6 +92,47 @@ func TestLaunchRegistersEverythingItMakes(t *testing.T) {
 	}
 }
 
+// podman 4.3's race on an image two containers mount at once costs one
+// more `podman run`; any other failure, or the race twice, is the error.
+func TestLaunchRetriesTheImageMountRace(t *testing.T) {
+	race := errors.New(`command "/usr/bin/podman run ..." failed: exit status 126
+Command Output: Error: runc: runc create failed: unable to start container process: error during container init: error mounting "/var/lib/containers/storage/overlay-containers/4c41/userdata/overlay/32/merge" to rootfs at "/bcvk/image": mount ...: no such file or directory: OCI runtime attempted to invoke a command that was not found`)
+	other := errors.New(`command "/usr/bin/podman run ..." failed: exit status 125
+Command Output: Error: something else: no such file or directory`)
+	for _, c := range []struct {
+		name  string
+		errs  []error
+		calls []string
+		fails bool
+	}{
+		{"the race once", []error{race}, []string{"run localhost/runner:1", "rm vm1", "run localhost/runner:1", "rm vm1"}, false},
+		{"the race twice", []error{race, race}, []string{"run localhost/runner:1", "rm vm1", "run localhost/runner:1", "rm vm1"}, true},
+		{"another failure", []error{other}, []string{"run localhost/runner:1", "rm vm1"}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rt, pc := testRuntime(t)
+			img, err := rt.Preflight(t.Context(), "localhost/img:1", "localhost/runner:1", PullOptions{}, quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc.runErrs = c.errs
+			var cl Cleanups
+			_, err = rt.Launch(t.Context(), Config{
+				Image: "localhost/img:1", Preflighted: img, Spec: testSpec(), RunnerImage: "localhost/runner:1", Version: "0.1.0",
+			}, quiet(), &cl)
+			if (err != nil) != c.fails {
+				t.Fatalf("err %v, want failure %v", err, c.fails)
+			}
+			if err := cl.Finish(nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := pc.changes(); !slices.Equal(got, c.calls) {
+				t.Errorf("podman calls %q, want %q", got, c.calls)
+			}
+		})
+	}
+}
+
 func TestLaunchNeedsPreflight(t *testing.T) {
 	rt, pc := testRuntime(t)
 	var cl Cleanups
